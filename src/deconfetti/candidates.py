@@ -1,0 +1,130 @@
+"""Find candidates in one channel block and link them across channels.
+
+Two kinds of feature start a candidate:
+- a one-channel image spike: image minus the mean of the adjacent channels, in units
+  of the channel rms, above ``threshold``; each connected group of such pixels is one
+  candidate at its peak;
+- a bright compact model component that the adjacent channels do not have: the model
+  minus the brightest model pixel within 3x3 pixels of the adjacent channels, in rms
+  (a single model pixel of flux S Jy restores to a point of S Jy/beam), above
+  ``model_threshold``, at local maxima.
+Model components within ``radius`` of a spike belong to that spike's candidate.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial import cKDTree
+
+__all__ = ["find_spikes", "find_model_components", "find_candidates", "link_channels"]
+
+_EIGHT = np.ones((3, 3), dtype=bool)
+
+
+def find_spikes(spike_snr: np.ndarray, valid: np.ndarray, threshold: float) -> np.ndarray:
+    """Peaks of connected pixel groups with ``spike_snr >= threshold``.
+
+    Parameters
+    ----------
+    spike_snr : ndarray, shape (ny, nx)
+        Image spike of one channel, in rms.
+    valid : ndarray of bool, shape (ny, nx)
+    threshold : float
+        In rms.
+
+    Returns
+    -------
+    ndarray of int, shape (n, 2)
+        ``(y, x)`` of each group's peak.
+    """
+    above = valid & (np.nan_to_num(spike_snr, nan=-np.inf) >= threshold)
+    labels, count = ndimage.label(above, structure=_EIGHT)
+    if count == 0:
+        return np.empty((0, 2), dtype=int)
+    peaks = ndimage.maximum_position(np.where(above, spike_snr, -np.inf), labels,
+                                     np.arange(1, count + 1))
+    return np.array(peaks, dtype=int).reshape(-1, 2)
+
+
+def find_model_components(model_snr: np.ndarray, valid: np.ndarray, threshold: float,
+                          radius: float) -> np.ndarray:
+    """Local maxima of ``model_snr >= threshold``, at most one within ``radius`` pixels.
+
+    Returns ``(y, x)`` as an int array of shape ``(n, 2)``, brightest first.
+    """
+    snr = np.nan_to_num(model_snr, nan=-np.inf)
+    peak = (snr == ndimage.maximum_filter(snr, size=3, mode="constant", cval=-np.inf))
+    ys, xs = np.nonzero(valid & peak & (snr >= threshold))
+    order = np.argsort(-snr[ys, xs], kind="stable")
+    points = np.column_stack([ys[order], xs[order]])
+    return _suppress(points, radius)
+
+
+def find_candidates(spike_snr: np.ndarray, model_snr: np.ndarray, valid: np.ndarray, *,
+                    threshold: float, model_threshold: float, radius: float,
+                    spikes: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Candidates of one channel: spikes, plus model components not within ``radius``
+    of a spike.
+
+    Returns
+    -------
+    points : ndarray of int, shape (n, 2)
+        ``(y, x)``.
+    found_by : ndarray of str, shape (n,)
+        'spike', 'spike+model' or 'model'.
+    """
+    peaks = find_spikes(spike_snr, valid, threshold) if spikes else np.empty((0, 2), int)
+    components = find_model_components(model_snr, valid, model_threshold, radius)
+    found_by = np.full(len(peaks), "spike", dtype=object)
+    if len(peaks) and len(components):
+        near = cKDTree(peaks).query(components, distance_upper_bound=radius)[0] <= radius
+        owner = cKDTree(peaks).query(components[near])[1]
+        found_by[np.unique(owner)] = "spike+model"
+        components = components[~near]
+    points = np.concatenate([peaks, components]).astype(int).reshape(-1, 2)
+    found_by = np.concatenate([found_by, np.full(len(components), "model", dtype=object)])
+    return points, found_by.astype(str)
+
+
+def link_channels(channel: np.ndarray, y: np.ndarray, x: np.ndarray, strength: np.ndarray,
+                  radius: np.ndarray | float) -> np.ndarray:
+    """Keep one candidate per feature spanning adjacent channels.
+
+    A candidate is dropped when a candidate in the channel before or after lies within
+    ``radius`` pixels and has a larger ``strength`` (the image spike, rms).
+
+    Returns
+    -------
+    ndarray of bool, shape (n,)
+        True for the candidates kept.
+    """
+    n = len(channel)
+    keep = np.ones(n, dtype=bool)
+    if n == 0:
+        return keep
+    radius = np.broadcast_to(np.asarray(radius, dtype=float), (n,))
+    tree = cKDTree(np.column_stack([y, x]).astype(float))
+    for i, j in tree.query_pairs(float(np.max(radius))):
+        if abs(int(channel[i]) - int(channel[j])) != 1:
+            continue
+        if np.hypot(y[i] - y[j], x[i] - x[j]) > max(radius[i], radius[j]):
+            continue
+        weaker = i if strength[i] < strength[j] else j
+        keep[weaker] = False
+    return keep
+
+
+def _suppress(points: np.ndarray, radius: float) -> np.ndarray:
+    """Greedy non-maximum suppression of ``points`` sorted brightest first."""
+    if len(points) < 2:
+        return points.reshape(-1, 2)
+    tree = cKDTree(points)
+    kept = np.ones(len(points), dtype=bool)
+    for i in range(len(points)):
+        if not kept[i]:
+            continue
+        for j in tree.query_ball_point(points[i], radius):
+            if j > i:
+                kept[j] = False
+    return points[kept]

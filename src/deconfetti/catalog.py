@@ -1,0 +1,104 @@
+"""The candidate catalog: its columns (name, type, unit, description) in one place.
+
+Pixel positions are 0-based numpy ``[chan, y, x]`` (x = RA/column, y = Dec/row).
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import numpy as np
+from astropy import constants
+from astropy import units as u
+from astropy.table import Table
+
+from . import __version__
+from .products import Products
+
+__all__ = ["COLUMNS", "empty_catalog", "make_catalog"]
+
+#: name -> (dtype, unit or None, description)
+COLUMNS: dict[str, tuple[str, str | None, str]] = {
+    "id": ("i8", None, "candidate number, from 1, in order of decreasing score"),
+    "x": ("i8", "pix", "column of the peak pixel, 0-based (numpy [chan, y, x])"),
+    "y": ("i8", "pix", "row of the peak pixel, 0-based"),
+    "channel": ("i8", None, "spectral channel, 0-based"),
+    "ra": ("f8", "deg", "right ascension of the peak pixel (ICRS)"),
+    "dec": ("f8", "deg", "declination of the peak pixel (ICRS)"),
+    "frequency": ("f8", "Hz", "frequency of the channel"),
+    "velocity": ("f8", "km / s", "radio velocity c (1 - f / f_rest); NaN without a rest frequency"),
+    "rms": ("f8", "Jy / beam", "thermal noise of the channel (high-passed residual, robust)"),
+    "image_peak": ("f8", "Jy / beam", "restored image at the peak pixel"),
+    "image_snr": ("f8", None, "image_peak / rms"),
+    "spike_snr": ("f8", None, "one-channel image spike: image minus the mean of the adjacent "
+                              "channels, in rms"),
+    "model_peak": ("f8", "Jy / pix", "brightest model pixel within half a beam FWHM"),
+    "model_peak_beam": ("f8", "Jy / beam", "model_peak times pixels per beam"),
+    "negative_flux": ("f8", "Jy", "sum of the negative model components within bowl_beams "
+                                  "beam FWHM (the negative bowl)"),
+    "residual_snr": ("f8", None, "residual at the peak pixel, in rms"),
+    "dirty_snr": ("f8", None, "the same one-channel spike in the dirty image (residual + "
+                              "psf (*) model), i.e. in the data, in rms; NaN without a psf"),
+    "score": ("f8", None, "unsupported excess: one-channel contrast of image - dirty at the "
+                          "peak minus its median on a ring, in rms; NaN without a psf"),
+    "classification": ("U9", None, "confetti, benign, real or uncertain"),
+    "reason": ("U120", None, "why the candidate got its class"),
+    "found_by": ("U11", None, "spike (image spike), model (model component) or spike+model"),
+    "pb": ("f8", None, "primary-beam response at the peak pixel; NaN without a pb"),
+}
+
+
+def empty_catalog() -> Table:
+    """A catalog with every column and no rows."""
+    return _table({name: np.zeros(0, dtype=spec[0]) for name, spec in COLUMNS.items()})
+
+
+def make_catalog(columns: dict[str, np.ndarray], products: Products, *,
+                 meta: dict[str, Any] | None = None) -> Table:
+    """Add sky coordinates, frequency and velocity; sort by score; number from 1.
+
+    Parameters
+    ----------
+    columns : dict of ndarray
+        Every column of `COLUMNS` except id, ra, dec, frequency and velocity.
+    products : Products
+        Supplies the WCS and the spectral axis.
+    """
+    columns = dict(columns)
+    n = len(columns["channel"])
+    if n:
+        sky = products.celestial.pixel_to_world(columns["x"], columns["y"]).icrs
+        columns["ra"], columns["dec"] = sky.ra.deg, sky.dec.deg
+    else:
+        columns["ra"] = columns["dec"] = np.zeros(0)
+    freq = products.frequency
+    columns["frequency"] = freq[columns["channel"]] if n else np.zeros(0)
+    rest = products.rest_frequency
+    c_kms = constants.c.to_value(u.km / u.s)
+    columns["velocity"] = (c_kms * (1 - columns["frequency"] / rest) if rest
+                           else np.full(n, np.nan))
+    order = np.lexsort((columns["x"], columns["y"], columns["channel"],
+                        -np.nan_to_num(columns["score"], nan=-np.inf)))
+    columns = {k: np.asarray(v)[order] for k, v in columns.items()}
+    columns["id"] = np.arange(1, n + 1)
+    table = _table(columns)
+    table.meta.update(meta or {})
+    return table
+
+
+def _table(columns: dict[str, np.ndarray]) -> Table:
+    table = Table()
+    for name, (dtype, unit, description) in COLUMNS.items():
+        values = np.asarray(columns[name])
+        if dtype.startswith("U"):
+            values = values.astype(str)
+        else:
+            values = values.astype(dtype)
+        table[name] = values
+        table[name].unit = unit
+        table[name].description = description
+    table.meta["software"] = f"deconfetti {__version__}"
+    table.meta["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    table.meta["axes"] = "pixel positions are 0-based numpy [chan, y, x]"
+    return table

@@ -1,0 +1,78 @@
+"""Classes and the rules that assign them: one registry, one function.
+
+The rules read four numbers per candidate, all in units of the channel rms:
+``spike_snr`` (the one-channel image spike; in a one-plane product, the image itself),
+``dirty_snr`` (the same in the dirty image, i.e. in the data), ``score`` (the
+unsupported excess: what the model puts into the image beyond what the data demand; NaN
+without a psf) and ``found_by``.
+
+- confetti: the unsupported excess reaches ``excess_min`` and is at least
+  ``excess_fraction`` of the image spike;
+- benign: otherwise, a model component with no image spike of its own (in a one-plane
+  product every candidate is a model component: a continuum point source's single
+  model pixel is harmless model confetti);
+- real: otherwise, the data alone show the spike at ``real_min`` or more;
+- uncertain: the rest (faint, or no psf to test against).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .config import ClassifyConfig, FindConfig
+
+__all__ = ["CLASSES", "classify"]
+
+#: classification -> (colour used in regions and figures, meaning)
+CLASSES: dict[str, tuple[str, str]] = {
+    "confetti": ("red", "a fake one-channel source: the image shows it, the data do not"),
+    "benign": ("green", "model confetti that puts no false source in the image"),
+    "real": ("cyan", "demanded by the data: a narrow line, maser or compact source"),
+    "uncertain": ("yellow", "too faint to tell, or no psf to test against the data"),
+}
+
+
+def classify(spike_snr: np.ndarray, dirty_snr: np.ndarray, score: np.ndarray,
+             found_by: np.ndarray, *, find: FindConfig,
+             classify: ClassifyConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Class and reason of each candidate.
+
+    Parameters
+    ----------
+    spike_snr, dirty_snr, score : ndarray, shape (n,)
+        In rms; ``dirty_snr`` and ``score`` are NaN when there is no psf.
+    found_by : ndarray of str, shape (n,)
+        'spike', 'spike+model' or 'model'.
+
+    Returns
+    -------
+    classification, reason : ndarray of str, shape (n,)
+    """
+    labels, reasons = [], []
+    for spike, dirty, excess, how in zip(spike_snr, dirty_snr, score, found_by):
+        label, reason = _one(float(spike), float(dirty), float(excess), str(how), find, classify)
+        labels.append(label)
+        reasons.append(reason)
+    return np.array(labels, dtype=str), np.array(reasons, dtype=str)
+
+
+def _one(spike: float, dirty: float, excess: float, how: str, find: FindConfig,
+         rules: ClassifyConfig) -> tuple[str, str]:
+    from_model = how == "model"  # a model component with no image spike of its own
+    if not np.isfinite(excess):
+        if from_model:
+            return "benign", (f"bright model component; image {spike:.1f} sigma there; "
+                              "no psf to test it against the data")
+        return "uncertain", f"{spike:.1f} sigma image spike; no psf to test it against the data"
+    if excess >= rules.excess_min and excess >= rules.excess_fraction * spike:
+        return "confetti", (f"{excess:.1f} sigma of the image is not in the data "
+                            f"(image spike {spike:.1f}, dirty {dirty:.1f} sigma)")
+    if from_model:
+        return "benign", (f"bright model component, no false source: the data hold what "
+                          f"the image shows (image {spike:.1f}, dirty {dirty:.1f}, "
+                          f"unsupported {excess:.1f} sigma)")
+    if dirty >= rules.real_min and dirty >= (1 - rules.excess_fraction) * spike:
+        return "real", (f"the data show it: dirty {dirty:.1f} sigma for an image spike of "
+                        f"{spike:.1f} sigma (unsupported {excess:.1f})")
+    return "uncertain", (f"too faint to tell: image spike {spike:.1f}, dirty {dirty:.1f}, "
+                         f"unsupported {excess:.1f} sigma")

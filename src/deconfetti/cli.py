@@ -1,0 +1,148 @@
+"""The ``deconfetti`` command: argument parsing, parameters, logging and exit codes.
+
+Exit codes: 0 the command ran (whatever it found); 2 bad input (one line on stderr,
+naming the file or parameter); 3 confetti found with ``--fail-on-confetti``;
+1 an internal error (traceback only with ``--debug``); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+from . import __version__
+from .config import default_config_text, load_config, parse_overrides
+from .errors import DeconfettiWarning, InputError
+
+__all__ = ["main", "EXIT_OK", "EXIT_BUG", "EXIT_INPUT", "EXIT_CONFETTI"]
+
+EXIT_OK, EXIT_BUG, EXIT_INPUT, EXIT_CONFETTI, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deconfetti", description="Find confetti in CASA tclean products.",
+        epilog="Exit codes: 0 ran; 1 internal error; 2 bad input; "
+               "3 confetti found (with --fail-on-confetti).")
+    parser.add_argument("--version", action="version", version=f"deconfetti {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    scan = sub.add_parser("scan", help="scan the products of one tclean run",
+                          description="Scan the products of one tclean run and write "
+                                      "candidates.ecsv, summary.json, confetti.reg and "
+                                      "confetti.crtf.")
+    scan.add_argument("source", nargs="?", help="imagename prefix (NAME with NAME.image "
+                      "beside it) or any one product (NAME.image, NAME.image.fits, ...)")
+    for kind in ("image", "model", "residual", "psf", "pb", "mask"):
+        scan.add_argument(f"--{kind}", metavar="PATH", help=f"explicit {kind} product")
+    scan.add_argument("--out", metavar="DIR", help="output folder "
+                      "(default: <imagename>.deconfetti/ beside the products)")
+    scan.add_argument("--threshold", type=float, metavar="SIGMA",
+                      help="image spike threshold in sigma (find.threshold, default 5)")
+    scan.add_argument("--config", metavar="FILE", help="TOML parameter file "
+                      "(see 'deconfetti config')")
+    scan.add_argument("--set", action="append", default=[], metavar="STAGE.KEY=VALUE",
+                      help="override one parameter; may be repeated")
+    scan.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    scan.add_argument("--fail-on-confetti", action="store_true",
+                      help="exit with code 3 when confetti is found")
+    _add_verbosity(scan)
+
+    config = sub.add_parser("config", help="print the default parameter file")
+    _add_verbosity(config)
+    return parser
+
+
+def _add_verbosity(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log each stage")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``deconfetti`` command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    _setup_logging(args)
+    try:
+        if args.command == "config":
+            print(default_config_text())
+            return EXIT_OK
+        return _scan(args)
+    except InputError as exc:
+        if args.debug:
+            raise
+        print(f"deconfetti: error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print("deconfetti: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # the last line of defence: a bug, reported in one line
+        if args.debug:
+            raise
+        print(f"deconfetti: internal error: {type(exc).__name__}: {exc} "
+              "(run with --debug for the traceback)", file=sys.stderr)
+        return EXIT_BUG
+
+
+def _scan(args: argparse.Namespace) -> int:
+    from .outputs import check_output_dir, default_output_dir, write_outputs
+    from .products import open_products
+    from .scan import scan
+
+    overrides = parse_overrides(args.set)
+    if args.threshold is not None:
+        overrides.setdefault("find", {})["threshold"] = args.threshold
+    config = load_config(args.config, overrides)
+    if args.source is None and args.image is None:
+        raise InputError("give an imagename prefix or a product, or --image PATH")
+    products = open_products(args.source if args.source is not None else args.image,
+                             image=args.image, model=args.model, residual=args.residual,
+                             psf=args.psf, pb=args.pb, mask=args.mask)
+    outdir = Path(args.out) if args.out else default_output_dir(products.name)
+    check_output_dir(outdir, overwrite=args.overwrite)
+    result = scan(products, config=config)
+    paths = write_outputs(result, outdir, overwrite=True)
+    if not args.quiet:
+        print(_report(result, outdir, paths))
+    if args.fail_on_confetti and result.counts["confetti"]:
+        return EXIT_CONFETTI
+    return EXIT_OK
+
+
+def _report(result, outdir: Path, paths: dict) -> str:
+    nchan, ny, nx = result.products.shape
+    counts = result.counts
+    lines = [f"deconfetti: {result.products.name} ({nchan} channel(s) of {nx} x {ny} pixels"
+             f"{'' if result.products.psf else '; no psf: data test skipped'})",
+             "  " + ", ".join(f"{n} {name}" for name, n in counts.items())]
+    confetti = result.candidates[result.candidates["classification"] == "confetti"]
+    for row in confetti[:10]:
+        lines.append(f"  confetti #{row['id']}: channel {row['channel']} at x={row['x']} "
+                     f"y={row['y']}, {row['score']:.1f} sigma not in the data")
+    if len(confetti) > 10:
+        lines.append(f"  ... and {len(confetti) - 10} more in {paths['catalog'].name}")
+    lines.append(f"  outputs in {outdir}/: " + " ".join(p.name for p in paths.values()))
+    return "\n".join(lines)
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    level = logging.INFO if args.verbose else (logging.ERROR if args.quiet else logging.WARNING)
+    logging.basicConfig(level=level, format="deconfetti: %(message)s", stream=sys.stderr)
+    warnings.simplefilter("default", DeconfettiWarning)
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, DeconfettiWarning):
+            if not args.quiet:
+                print(f"deconfetti: warning: {message}", file=sys.stderr)
+        elif args.debug:
+            print(warnings.formatwarning(message, category, filename, lineno, line),
+                  file=sys.stderr, end="")
+
+    warnings.showwarning = show
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""Parameters of the scan, one dataclass per pipeline stage.
+
+Defaults live here; a TOML parameter file (one table per stage, as in SoFiA-2's
+``stage.key = value``) and ``--set stage.key=value`` overrides are merged on top and
+validated: unknown stages or keys and values of the wrong type raise `InputError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+
+__all__ = ["NoiseConfig", "FindConfig", "ClassifyConfig", "StreamConfig", "Config",
+           "load_config", "default_config_text"]
+
+
+@dataclass(frozen=True)
+class NoiseConfig:
+    """Per-channel thermal noise from the residual."""
+
+    #: width (sigma) of the Gaussian smoothing subtracted before measuring, in restoring-beam FWHM
+    highpass_beams: float = 0.5
+    #: sigma-clipping level of the robust (MAD) estimate
+    clip: float = 3.0
+    #: at most this many pixels per channel are sampled
+    max_samples: int = 250_000
+
+
+@dataclass(frozen=True)
+class FindConfig:
+    """Candidate finding."""
+
+    #: one-channel image spike (contrast against the adjacent channels), in sigma
+    threshold: float = 5.0
+    #: a model component whose restored point alone would reach this many sigma is a candidate
+    model_threshold: float = 3.0
+    #: pixels where the primary beam response is below this are ignored
+    pb_min: float = 0.2
+
+
+@dataclass(frozen=True)
+class ClassifyConfig:
+    """The data test and the class rules."""
+
+    #: confetti: the image excess not demanded by the data (image minus dirty) reaches this, sigma
+    excess_min: float = 3.5
+    #: ... and is at least this fraction of the image spike
+    excess_fraction: float = 0.5
+    #: real: the dirty image (data) alone shows a one-channel excess of at least this, sigma
+    real_min: float = 5.0
+    #: radius of the ring that sets the local background of the excess, in restoring-beam FWHM
+    ring_beams: float = 1.5
+    #: negative model flux is summed within this radius, in restoring-beam FWHM
+    bowl_beams: float = 3.0
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """Channel-block streaming."""
+
+    #: memory budget for one channel block of all products, MB
+    memory_mb: int = 1024
+    #: channels per block; 0 chooses from memory_mb and the products' tile depth
+    block_channels: int = 0
+
+
+@dataclass(frozen=True)
+class Config:
+    """All parameters of a scan."""
+
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    find: FindConfig = field(default_factory=FindConfig)
+    classify: ClassifyConfig = field(default_factory=ClassifyConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Nested plain dict ``{stage: {key: value}}``."""
+        return dataclasses.asdict(self)
+
+    def replace(self, overrides: dict[str, dict[str, Any]]) -> "Config":
+        """Return a copy with ``{stage: {key: value}}`` applied, validated."""
+        stages = {f.name: getattr(self, f.name) for f in fields(self)}
+        for stage, values in overrides.items():
+            if stage not in stages:
+                raise InputError(f"unknown parameter stage '{stage}' "
+                                 f"(known: {', '.join(stages)})")
+            if not isinstance(values, dict):
+                raise InputError(f"parameter stage '{stage}' must be a table of key = value")
+            current = stages[stage]
+            known = {f.name: f for f in fields(current)}
+            checked = {}
+            for key, value in values.items():
+                if key not in known:
+                    raise InputError(f"unknown parameter '{stage}.{key}' "
+                                     f"(known: {', '.join(known)})")
+                checked[key] = _coerce(f"{stage}.{key}", value, type(getattr(current, key)))
+            stages[stage] = dataclasses.replace(current, **checked)
+        return Config(**stages)
+
+
+def _coerce(name: str, value: Any, kind: type) -> Any:
+    if kind is bool or isinstance(value, bool):
+        raise InputError(f"parameter '{name}' must be a number, not {value!r}")
+    if isinstance(value, str):
+        try:
+            value = float(value) if kind is float else int(value)
+        except ValueError:
+            raise InputError(f"parameter '{name}' must be a number, not '{value}'") from None
+    if kind is int and isinstance(value, float) and not value.is_integer():
+        raise InputError(f"parameter '{name}' must be an integer, not {value}")
+    if not isinstance(value, (int, float)):
+        raise InputError(f"parameter '{name}' must be a number, not {value!r}")
+    value = kind(value)
+    if value < 0:
+        raise InputError(f"parameter '{name}' must not be negative ({value})")
+    return value
+
+
+def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
+    """Turn ``["find.threshold=6", ...]`` into ``{"find": {"threshold": "6"}}``."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        stage, dot, name = key.strip().partition(".")
+        if not sep or not dot or not stage or not name:
+            raise InputError(f"--set expects stage.key=value, got '{item}'")
+        out.setdefault(stage, {})[name] = value.strip()
+    return out
+
+
+def load_config(path: str | Path | None = None,
+                overrides: dict[str, dict[str, Any]] | None = None) -> Config:
+    """Defaults, then the TOML file at ``path`` (if given), then ``overrides``."""
+    config = Config()
+    if path is not None:
+        path = Path(path)
+        try:
+            with path.open("rb") as handle:
+                config = config.replace(tomllib.load(handle))
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read parameter file ({exc.strerror})") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise InputError(f"{path}: not a valid TOML parameter file ({exc})") from None
+    if overrides:
+        config = config.replace(overrides)
+    return config
+
+
+def default_config_text() -> str:
+    """The full default parameter file, commented from the dataclasses' field comments."""
+    import inspect
+
+    lines = ["# deconfetti parameter file: defaults. Pass with --config FILE;",
+             "# override single values with --set stage.key=value.", ""]
+    for stage in fields(Config):
+        cls = stage.default_factory
+        lines.append(f"[{stage.name}]  # {inspect.getdoc(cls)}")
+        comments = _field_comments(cls)
+        for f in fields(cls):
+            if f.name in comments:
+                lines.append(f"# {comments[f.name]}")
+            lines.append(f"{f.name} = {f.default!r}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _field_comments(cls: type) -> dict[str, str]:
+    import inspect
+
+    comments, pending = {}, None
+    for line in inspect.getsource(cls).splitlines():
+        text = line.strip()
+        if text.startswith("#:"):
+            pending = text[2:].strip()
+        elif pending and ":" in text:
+            comments[text.split(":")[0].strip()] = pending
+            pending = None
+    return comments

@@ -1,0 +1,145 @@
+"""Pure array functions: planes and blocks in, feature maps or values out.
+
+All arrays are numpy ``[chan, y, x]`` or ``[y, x]``; nothing here reads files.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage, signal
+
+__all__ = ["spectral_contrast", "neighbour_max", "disk", "ring_offsets", "gaussian_beam",
+           "psf_peak", "psf_convolve", "psf_convolve_at"]
+
+
+def spectral_contrast(block: np.ndarray, core: slice) -> np.ndarray:
+    """Each core channel minus the mean of its adjacent channels in ``block``.
+
+    Parameters
+    ----------
+    block : ndarray, shape (nread, ny, nx)
+        Channels read, including the halo of one channel each side where the cube has one.
+    core : slice
+        The core channels within ``block``.
+
+    Returns
+    -------
+    ndarray, shape (ncore, ny, nx)
+        Same unit as ``block``. A channel with no neighbour (a one-plane product) is
+        returned unchanged: its contrast is its value.
+    """
+    out = np.empty((core.stop - core.start,) + block.shape[1:], dtype=np.float32)
+    for i, chan in enumerate(range(core.start, core.stop)):
+        neighbours = [block[c] for c in (chan - 1, chan + 1) if 0 <= c < len(block)]
+        if neighbours:
+            out[i] = block[chan] - np.mean(neighbours, axis=0)
+        else:
+            out[i] = block[chan]
+    return out
+
+
+def neighbour_max(block: np.ndarray, core: slice, *, size: int = 3) -> np.ndarray:
+    """Largest value within ``size x size`` pixels in the adjacent channels.
+
+    Returns an array of shape ``(ncore, ny, nx)``; 0 where a channel has no neighbour.
+    """
+    spread = np.stack([ndimage.maximum_filter(np.nan_to_num(p), size=size, mode="constant")
+                       for p in block])
+    out = np.zeros((core.stop - core.start,) + block.shape[1:], dtype=np.float32)
+    for i, chan in enumerate(range(core.start, core.stop)):
+        for c in (chan - 1, chan + 1):
+            if 0 <= c < len(block):
+                out[i] = np.maximum(out[i], spread[c])
+    return out
+
+
+def disk(radius: float) -> np.ndarray:
+    """Boolean footprint of a disk of ``radius`` pixels (at least the 3x3 cross)."""
+    r = max(1.0, float(radius))
+    n = int(np.floor(r))
+    yy, xx = np.mgrid[-n:n + 1, -n:n + 1]
+    return yy ** 2 + xx ** 2 <= r * r
+
+
+def ring_offsets(radius: float, count: int = 16) -> np.ndarray:
+    """Integer ``(dy, dx)`` offsets of ``count`` points on a circle, shape ``(count, 2)``."""
+    angle = np.linspace(0.0, 2 * np.pi, count, endpoint=False)
+    offsets = np.round(np.column_stack([radius * np.sin(angle), radius * np.cos(angle)]))
+    return np.unique(offsets.astype(int), axis=0)
+
+
+def gaussian_beam(dy: np.ndarray, dx: np.ndarray, major: float, minor: float,
+                  pa: float) -> np.ndarray:
+    """Peak-1 elliptical Gaussian at pixel offsets ``(dy, dx)``.
+
+    ``major``, ``minor``: FWHM in pixels; ``pa``: degrees from north (+y) through east
+    (-x, as RA increases to the left).
+    """
+    theta = np.radians(pa)
+    along = -np.asarray(dx) * np.sin(theta) + np.asarray(dy) * np.cos(theta)
+    across = np.asarray(dx) * np.cos(theta) + np.asarray(dy) * np.sin(theta)
+    return np.exp(-4 * np.log(2) * ((along / major) ** 2 + (across / minor) ** 2))
+
+
+def psf_peak(psf: np.ndarray) -> tuple[int, int]:
+    """``(y, x)`` of the psf maximum."""
+    return tuple(int(i) for i in np.unravel_index(np.nanargmax(psf), psf.shape))
+
+
+def psf_convolve(model: np.ndarray, psf: np.ndarray) -> np.ndarray:
+    """``psf (*) model`` on the whole plane (FFT), the psf centred on its maximum.
+
+    ``model`` is ``(ny, nx)`` in Jy/pixel, ``psf`` any ``(pny, pnx)`` with peak 1;
+    returns ``(ny, nx)`` in Jy/beam. The psf is truncated at its own extent.
+    """
+    plane = np.nan_to_num(np.asarray(model, dtype=np.float64))
+    kernel = np.nan_to_num(np.asarray(psf, dtype=np.float64))
+    py, px = psf_peak(kernel)
+    full = signal.fftconvolve(plane, kernel, mode="full")
+    return full[py:py + plane.shape[0], px:px + plane.shape[1]]
+
+
+def psf_convolve_at(model: np.ndarray, psf: np.ndarray, ys: np.ndarray,
+                    xs: np.ndarray) -> np.ndarray:
+    """``psf (*) model`` evaluated at the pixels ``(ys, xs)`` of one channel.
+
+    Parameters
+    ----------
+    model : ndarray, shape (ny, nx)
+        CLEAN model, Jy/pixel.
+    psf : ndarray, shape (pny, pnx)
+        Dirty beam of the same channel, peak 1 (the psf is centred on its maximum).
+    ys, xs : ndarray of int, shape (npoint,)
+        Pixels where the convolution is wanted.
+
+    Returns
+    -------
+    ndarray, shape (npoint,)
+        Jy/beam. The psf is truncated at its own extent, as in tclean's minor cycle.
+
+    Notes
+    -----
+    The model is sparse (only cleaned pixels are non-zero), so the sum runs over its
+    non-zero pixels; when that costs more than a full FFT convolution of the plane,
+    the FFT is used instead.
+    """
+    ys = np.asarray(ys, dtype=np.intp)
+    xs = np.asarray(xs, dtype=np.intp)
+    plane = np.nan_to_num(np.asarray(model, dtype=np.float64))
+    kernel = np.nan_to_num(np.asarray(psf, dtype=np.float64))
+    py, px = psf_peak(kernel)
+    jy, jx = np.nonzero(plane)
+    values = plane[jy, jx]
+    npix = plane.size + kernel.size
+    if ys.size * values.size > 20 * npix * np.log2(max(npix, 2)):
+        return psf_convolve(plane, kernel)[ys, xs]
+    out = np.zeros(ys.size)
+    pny, pnx = kernel.shape
+    step = max(1, int(4_000_000 // max(values.size, 1)))
+    for start in range(0, ys.size, step):
+        iy = ys[start:start + step, None] - jy[None, :] + py
+        ix = xs[start:start + step, None] - jx[None, :] + px
+        inside = (iy >= 0) & (iy < pny) & (ix >= 0) & (ix < pnx)
+        taps = kernel[np.clip(iy, 0, pny - 1), np.clip(ix, 0, pnx - 1)]
+        out[start:start + step] = np.sum(np.where(inside, taps, 0.0) * values[None, :], axis=1)
+    return out

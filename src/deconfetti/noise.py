@@ -1,0 +1,125 @@
+"""Per-channel thermal noise (rms) of the residual.
+
+The residual holds under-cleaned extended emission in many channels, so its plain MAD
+overestimates the noise (by up to 5x on the shared cases). The thermal noise is
+correlated on the scale of the dirty beam while the emission left behind is broader, so
+the estimate is a sigma-clipped MAD of the residual *high-passed* at a fraction of the
+beam, divided by the fraction of noise power that survives the high-pass. That fraction
+is computed from the psf (the noise autocorrelation for natural weighting) or, without
+a psf, from the restoring beam.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = ["highpass_fraction", "highpass", "robust_rms", "channel_rms"]
+
+
+def highpass(plane: np.ndarray, valid: np.ndarray, width: float) -> np.ndarray:
+    """``plane`` minus its Gaussian smoothing of sigma ``width`` pixels.
+
+    Invalid pixels are left out of the smoothing (normalised convolution) and come out NaN.
+    """
+    filled = np.where(valid, plane, 0.0).astype(np.float64)
+    weight = ndimage.gaussian_filter(valid.astype(np.float64), width, mode="constant")
+    smooth = ndimage.gaussian_filter(filled, width, mode="constant")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = plane - smooth / weight
+    out[~valid | (weight < 0.5)] = np.nan
+    return out
+
+
+def highpass_fraction(width: float, *, psf: np.ndarray | None = None,
+                      beam_sigma: tuple[float, float, float] | None = None,
+                      shape: tuple[int, int] = (256, 256)) -> float:
+    """Ratio rms(highpass(noise)) / rms(noise) for noise correlated like the psf.
+
+    Parameters
+    ----------
+    width : float
+        Sigma of the high-pass Gaussian, pixels.
+    psf : ndarray, shape (ny, nx), optional
+        One psf plane (peak 1); its Fourier transform is taken as the noise power spectrum.
+    beam_sigma : (sigma_major, sigma_minor, pa_deg), optional
+        Used instead of the psf when none is given: a Gaussian autocorrelation, pixels.
+    shape : (ny, nx)
+        Grid used with ``beam_sigma``.
+    """
+    if psf is not None:
+        plane = np.nan_to_num(np.asarray(psf, dtype=np.float64))
+        peak = np.unravel_index(np.argmax(plane), plane.shape)
+        plane = np.roll(plane, (-peak[0], -peak[1]), axis=(0, 1))
+        power = np.clip(np.fft.rfft2(plane).real, 0.0, None)
+        ny, nx = plane.shape
+    else:
+        ny, nx = shape
+        smaj, smin, pa = beam_sigma
+        fy = np.fft.fftfreq(ny)[:, None]
+        fx = np.fft.rfftfreq(nx)[None, :]
+        theta = np.radians(pa)
+        # along the major axis (PA from north through east: -x, +y in pixel terms)
+        f_major = -fx * np.sin(theta) + fy * np.cos(theta)
+        f_minor = fx * np.cos(theta) + fy * np.sin(theta)
+        power = np.exp(-2 * np.pi ** 2 * (smaj ** 2 * f_major ** 2 + smin ** 2 * f_minor ** 2))
+    fy = np.fft.fftfreq(ny)[:, None]
+    fx = np.fft.rfftfreq(nx)[None, :]
+    keep = 1.0 - np.exp(-2 * np.pi ** 2 * width ** 2 * (fx ** 2 + fy ** 2))
+    # rfft halves: count the non-edge columns twice
+    counts = np.full(power.shape[1], 2.0)
+    counts[0] = 1.0
+    if nx % 2 == 0:
+        counts[-1] = 1.0
+    total = np.sum(power * counts)
+    if total <= 0:
+        return 1.0
+    return float(np.sqrt(np.sum(power * keep ** 2 * counts) / total))
+
+
+def robust_rms(values: np.ndarray, *, clip: float = 3.0, max_samples: int = 250_000) -> float:
+    """Sigma-clipped MAD x 1.4826 of the finite ``values`` (NaN when fewer than 20)."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    values = values[np.isfinite(values)]
+    if values.size > max_samples:
+        values = values[:: int(np.ceil(values.size / max_samples))]
+    if values.size < 20:
+        return float("nan")
+    count = -1
+    while values.size != count and values.size >= 20:
+        count = values.size
+        centre = np.median(values)
+        rms = 1.4826 * np.median(np.abs(values - centre))
+        if rms == 0:
+            break
+        values = values[np.abs(values - centre) < clip * rms]
+    return float(rms)
+
+
+def channel_rms(residual: np.ndarray, valid: np.ndarray, *, width: float, fraction: float,
+                clip: float = 3.0, max_samples: int = 250_000) -> np.ndarray:
+    """Thermal noise of each channel of a residual block.
+
+    Parameters
+    ----------
+    residual : ndarray, shape (nchan, ny, nx)
+        Residual, Jy/beam.
+    valid : ndarray of bool, shape (nchan, ny, nx)
+        Pixels to use (finite, inside the primary-beam limit).
+    width : float
+        High-pass sigma, pixels.
+    fraction : float
+        `highpass_fraction` for this cube.
+
+    Returns
+    -------
+    rms : ndarray, shape (nchan,)
+        Jy/beam; NaN for channels with too few valid pixels.
+    """
+    out = np.full(residual.shape[0], np.nan)
+    for i, (plane, ok) in enumerate(zip(residual, valid)):
+        if np.count_nonzero(ok) < 20:
+            continue
+        out[i] = robust_rms(highpass(plane, ok, width), clip=clip,
+                            max_samples=max_samples) / fraction
+    return out

@@ -1,0 +1,521 @@
+"""The one door for tclean products: a name prefix, a CASA image directory, a FITS file
+or a `Products` come out as `Products`.
+
+Every array handed out is numpy ``[chan, y, x]`` (0-based; x = RA/column, y = Dec/row),
+float32, with masked pixels (outside ``pblimit``) as NaN. The Stokes axis is dropped
+here (the first plane, normally I) and CASA axis order is converted here, once.
+Data are read lazily, a channel block at a time.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from astropy import units as u
+from astropy.io import fits
+from astropy.wcs import WCS
+from radio_beam import Beam, Beams
+
+from .errors import DeconfettiWarning, InputError
+
+__all__ = ["Products", "Product", "open_products", "PRODUCT_KINDS"]
+
+#: the tclean products deconfetti knows, in the order they are looked up
+PRODUCT_KINDS = ("image", "model", "residual", "psf", "pb", "mask")
+REQUIRED = ("image", "model", "residual")
+_SUFFIX = re.compile(r"^(?P<prefix>.+)\.(?P<kind>image|model|residual|psf|pb|mask)"
+                     r"(?P<tt>\.tt0)?(?P<ext>\.fits?)?$", re.IGNORECASE)
+_RAD_TO_DEG = 180.0 / math.pi
+
+
+class Product:
+    """One tclean product on disk, read lazily in channel blocks.
+
+    Attributes
+    ----------
+    kind : str
+        'image', 'model', 'residual', 'psf', 'pb' or 'mask'.
+    path : Path
+    shape : tuple of int
+        ``(nchan, ny, nx)``; a continuum product has ``nchan == 1``.
+    unit : str
+        Brightness unit as written in the product ('Jy/beam', 'Jy/pixel', '').
+    header : astropy.io.fits.Header
+        Celestial and spectral WCS keywords (FITS convention, 1-based CRPIX).
+    beams : list of radio_beam.Beam or None
+        Restoring beam per channel, when the product records one.
+    tile_depth : int
+        Channels per storage tile (1 when the format has no tiles).
+    """
+
+    def __init__(self, kind: str, path: Path):
+        self.kind = kind
+        self.path = path
+        self.object_name = ""
+        if path.is_dir():
+            self._open_casa()
+        else:
+            self._open_fits()
+
+    # -- CASA image directories (python-casacore) ------------------------------------
+    def _open_casa(self) -> None:
+        try:
+            from casacore.images import image
+            self._casa = image(str(self.path))
+            shape = [int(n) for n in self._casa.shape()]
+            coords = self._casa.coordinates().dict()
+            info = self._casa.imageinfo()
+            self.unit = self._casa.unit()
+        except RuntimeError as exc:
+            raise InputError(f"{self.path}: not a readable CASA image "
+                             f"({_first_line(exc)})") from None
+        axes = {}
+        for key, value in coords.items():
+            if isinstance(value, dict) and "_image_axes" in value:
+                axes[re.sub(r"\d+$", "", key)] = (key, [int(a) for a in value["_image_axes"]])
+        if "direction" not in axes:
+            raise InputError(f"{self.path}: CASA image has no direction (RA/Dec) coordinate")
+        direction_key, direction_axes = axes["direction"]
+        y_axis, x_axis = sorted(direction_axes)
+        spectral = axes.get("spectral")
+        stokes = axes.get("stokes")
+        self._axes = (spectral[1][0] if spectral else None,
+                      stokes[1][0] if stokes else None, y_axis, x_axis)
+        self._ndim = len(shape)
+        nchan = shape[self._axes[0]] if spectral else 1
+        self.shape = (nchan, shape[y_axis], shape[x_axis])
+        self.header = _casa_header(coords[direction_key],
+                                   coords[spectral[0]] if spectral else None)
+        self.beams = _casa_beams(info.get("restoringbeam") or info.get("perplanebeams"),
+                                 nchan, self.path)
+        self.object_name = str(info.get("objectname", ""))
+        self.tile_depth = _casa_tile_depth(self.path, self._axes[0], self._ndim)
+        self._read = self._read_casa
+
+    def _read_casa(self, start: int, stop: int) -> np.ndarray:
+        chan_axis, stokes_axis, y_axis, x_axis = self._axes
+        blc = [0] * self._ndim
+        trc = [n - 1 for n in self._casa.shape()]
+        if chan_axis is not None:
+            blc[chan_axis], trc[chan_axis] = start, stop - 1
+        if stokes_axis is not None:
+            trc[stokes_axis] = 0
+        data = np.asarray(self._casa.getdata(blc, trc), dtype=np.float32)
+        mask = np.asarray(self._casa.getmask(blc, trc))
+        if mask.any():
+            data[mask] = np.nan
+        return _to_chan_y_x(data, self._axes)
+
+    # -- FITS files (astropy) -----------------------------------------------------------
+    def _open_fits(self) -> None:
+        try:
+            self._hdul = fits.open(self.path, memmap=True, lazy_load_hdus=False)
+        except (OSError, ValueError, TypeError) as exc:
+            raise InputError(f"{self.path}: not a readable FITS file ({_first_line(exc)})") from None
+        hdus = [h for h in self._hdul if h.is_image and h.header.get("NAXIS", 0) >= 2]
+        if not hdus:
+            raise InputError(f"{self.path}: FITS file holds no image data")
+        self._hdu = hdus[0]
+        header = self._hdu.header
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                wcs = WCS(header)
+            except Exception as exc:  # astropy raises many kinds for bad WCS keywords
+                raise InputError(f"{self.path}: invalid WCS ({_first_line(exc)})") from None
+        if wcs.wcs.lng < 0 or wcs.wcs.lat < 0:
+            raise InputError(f"{self.path}: FITS header has no celestial (RA/Dec) WCS")
+        ndim = header["NAXIS"]
+        ctypes = [c.upper() for c in wcs.wcs.ctype]
+        spec = wcs.wcs.spec if wcs.wcs.spec >= 0 else None
+        stokes = next((i for i, c in enumerate(ctypes) if c.startswith("STOKES")), None)
+        to_numpy = lambda i: None if i is None else ndim - 1 - i  # noqa: E731
+        self._axes = (to_numpy(spec), to_numpy(stokes), to_numpy(wcs.wcs.lat),
+                      to_numpy(wcs.wcs.lng))
+        self._ndim = ndim
+        dims = self._hdu.shape
+        others = [a for a in range(ndim) if a not in self._axes]
+        if any(dims[a] != 1 for a in others):
+            raise InputError(f"{self.path}: unexpected extra axis of length > 1 "
+                             f"(CTYPE {', '.join(ctypes)})")
+        nchan = dims[self._axes[0]] if spec is not None else 1
+        self.shape = (nchan, dims[self._axes[2]], dims[self._axes[3]])
+        keep = [wcs.wcs.lng + 1, wcs.wcs.lat + 1] + ([spec + 1] if spec is not None else [])
+        self.header = wcs.sub(keep).to_header()
+        for key in ("RESTFRQ", "RESTFREQ"):
+            if key in header and "RESTFRQ" not in self.header:
+                self.header["RESTFRQ"] = header[key]
+        self.unit = str(header.get("BUNIT", "")).strip()
+        self.object_name = str(header.get("OBJECT", ""))
+        self.beams = _fits_beams(self._hdul, header, nchan, self.path)
+        self.tile_depth = 1
+        self._read = self._read_fits
+
+    def _read_fits(self, start: int, stop: int) -> np.ndarray:
+        chan_axis, stokes_axis, y_axis, x_axis = self._axes
+        index = [slice(0, 1)] * self._ndim
+        index[y_axis] = index[x_axis] = slice(None)
+        if chan_axis is not None:
+            index[chan_axis] = slice(start, stop)
+        data = np.asarray(self._hdu.section[tuple(index)], dtype=np.float32)
+        kept = [a for a in (chan_axis, y_axis, x_axis) if a is not None]
+        data = np.squeeze(data, axis=tuple(a for a in range(self._ndim) if a not in kept))
+        order = [sorted(kept).index(a) for a in kept]
+        data = np.transpose(data, order)
+        return data if chan_axis is not None else data[np.newaxis]
+
+    # -- common ---------------------------------------------------------------------------
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Channels ``start:stop`` as float32 ``[chan, y, x]``, masked pixels NaN."""
+        start, stop = max(0, start), min(self.shape[0], stop)
+        try:
+            return self._read(start, stop)
+        except (RuntimeError, OSError, ValueError) as exc:
+            raise InputError(f"{self.path}: cannot read channels {start}-{stop - 1} "
+                             f"({_first_line(exc)})") from None
+
+    def __repr__(self) -> str:
+        return f"Product({self.kind!r}, '{self.path}', shape={self.shape})"
+
+
+@dataclass(frozen=True)
+class Products:
+    """The products of one tclean run, checked for consistency.
+
+    ``image``, ``model`` and ``residual`` are required; ``psf``, ``pb`` and ``mask``
+    are `None` when absent. All products share ``shape = (nchan, ny, nx)``.
+    """
+
+    name: str
+    image: Product
+    model: Product
+    residual: Product
+    psf: Product | None
+    pb: Product | None
+    mask: Product | None
+    beams: Beams
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(nchan, ny, nx)``."""
+        return self.image.shape
+
+    @property
+    def nchan(self) -> int:
+        return self.image.shape[0]
+
+    @property
+    def wcs(self) -> WCS:
+        """Celestial + spectral WCS of the image (FITS axis order x, y[, freq])."""
+        return WCS(self.image.header)
+
+    @property
+    def celestial(self) -> WCS:
+        """Celestial WCS of the image (x, y)."""
+        return self.wcs.celestial
+
+    @property
+    def frequency(self) -> np.ndarray:
+        """Frequency of every channel, Hz, shape ``(nchan,)``; NaN when unknown."""
+        wcs = self.wcs
+        if not wcs.has_spectral:
+            return np.full(self.nchan, np.nan)
+        spectral = wcs.spectral
+        values = spectral.pixel_to_world_values(np.arange(self.nchan, dtype=float))
+        return np.asarray(values, dtype=float) * u.Unit(spectral.wcs.cunit[0]).to(u.Hz)
+
+    @property
+    def rest_frequency(self) -> float | None:
+        """Rest frequency in Hz, or None when the products do not record one."""
+        value = self.image.header.get("RESTFRQ", 0.0)
+        return float(value) if value and value > 0 else None
+
+    @property
+    def pixel_scale(self) -> float:
+        """Pixel size in arcsec (geometric mean of the two axes)."""
+        scales = [abs(s.to_value(u.arcsec)) for s in self.celestial.proj_plane_pixel_scales()]
+        return float(np.sqrt(scales[0] * scales[1]))
+
+    @property
+    def pixels_per_beam(self) -> np.ndarray:
+        """Restoring-beam area over pixel area, per channel, shape ``(nchan,)``."""
+        area = self.beams.sr.to_value(u.arcsec ** 2)
+        return np.asarray(area, dtype=float) / self.pixel_scale ** 2
+
+    @property
+    def beam_pixels(self) -> np.ndarray:
+        """Restoring beam per channel: major FWHM (pixels), minor FWHM (pixels), PA (deg),
+        shape ``(nchan, 3)``."""
+        scale = self.pixel_scale
+        return np.column_stack([self.beams.major.to_value(u.arcsec) / scale,
+                                self.beams.minor.to_value(u.arcsec) / scale,
+                                self.beams.pa.to_value(u.deg)])
+
+    def read(self, kind: str, start: int, stop: int) -> np.ndarray:
+        """Channels ``start:stop`` of product ``kind`` as float32 ``[chan, y, x]``."""
+        product = getattr(self, kind)
+        if product is None:
+            raise InputError(f"{self.name}: no {kind} product")
+        return product.read(start, stop)
+
+    @property
+    def paths(self) -> dict[str, str]:
+        """Path of every product found, by kind."""
+        return {k: str(getattr(self, k).path) for k in PRODUCT_KINDS if getattr(self, k)}
+
+
+def open_products(source: "str | Path | Products", *, image: str | Path | None = None,
+                  model: str | Path | None = None, residual: str | Path | None = None,
+                  psf: str | Path | None = None, pb: str | Path | None = None,
+                  mask: str | Path | None = None) -> Products:
+    """Find, open and check the products of one tclean run.
+
+    Parameters
+    ----------
+    source : str, Path or Products
+        An imagename prefix (``path/NAME`` with ``NAME.image`` beside it), any one
+        product (``NAME.image``, ``NAME.model.tt0``, ``NAME.image.fits``, ...), or
+        `Products` (returned unchanged).
+    image, model, residual, psf, pb, mask : str or Path, optional
+        Explicit paths; they take precedence over what the prefix finds.
+
+    Returns
+    -------
+    Products
+
+    Raises
+    ------
+    InputError
+        A required product (image, model, residual) is missing or unreadable, or the
+        products disagree in shape or coordinates.
+    """
+    if isinstance(source, Products):
+        return source
+    explicit = dict(image=image, model=model, residual=residual, psf=psf, pb=pb, mask=mask)
+    source = Path(source) if source is not None else None
+    prefix, tt, ext = _split_name(source) if source is not None else (None, "", "")
+    if source is not None and prefix is None:
+        raise InputError(f"{source}: not found, and no {source}.image beside it")
+    if source is not None and explicit["image"] is None and (source.exists() and
+                                                             _kind_of(source) == "image"):
+        explicit["image"] = source
+    paths = {}
+    for kind in PRODUCT_KINDS:
+        given = explicit[kind]
+        if given is not None:
+            given = Path(given)
+            if not given.exists():
+                raise InputError(f"{given}: {kind} product not found")
+            paths[kind] = given
+        elif prefix is not None:
+            found = _find_sibling(prefix, kind, tt, ext)
+            if found is not None:
+                paths[kind] = found
+    name = str(prefix) if prefix is not None else str(paths.get("image", "products"))
+    for kind in REQUIRED:
+        if kind not in paths:
+            where = f"{prefix}.{kind}{tt}{ext}" if prefix is not None else kind
+            raise InputError(f"{where}: {kind} product not found "
+                             f"(give it with --{kind} PATH)")
+    opened = {kind: Product(kind, path) for kind, path in paths.items()}
+    _check_consistent(opened)
+    beams = _choose_beams(opened)
+    return Products(name=name, beams=beams,
+                    **{k: opened.get(k) for k in PRODUCT_KINDS})
+
+
+# -- helpers --------------------------------------------------------------------------------
+def _kind_of(path: Path) -> str | None:
+    match = _SUFFIX.match(path.name)
+    return match["kind"].lower() if match else None
+
+
+def _split_name(source: Path) -> tuple[Path | None, str, str]:
+    """``NAME.image.tt0.fits`` -> (NAME, '.tt0', '.fits'); a bare prefix -> (prefix, '', '')."""
+    match = _SUFFIX.match(source.name)
+    if match and source.exists():
+        return source.with_name(match["prefix"]), match["tt"] or "", match["ext"] or ""
+    for tt in ("", ".tt0"):
+        for ext in ("", ".fits"):
+            if source.with_name(f"{source.name}.image{tt}{ext}").exists():
+                return source, tt, ext
+    return None, "", ""
+
+
+def _find_sibling(prefix: Path, kind: str, tt: str, ext: str) -> Path | None:
+    order = [(tt, ext)] + [(t, e) for t in ("", ".tt0") for e in ("", ".fits") if (t, e) != (tt, ext)]
+    for t, e in order:
+        candidate = prefix.with_name(f"{prefix.name}.{kind}{t}{e}")
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def _check_consistent(opened: dict[str, Product]) -> None:
+    image = opened["image"]
+    for kind, product in opened.items():
+        if product.shape != image.shape:
+            raise InputError(f"{product.path}: shape {_fmt_shape(product.shape)} differs from "
+                             f"the image's {_fmt_shape(image.shape)} ({image.path})")
+        if kind in ("model", "residual") and not _same_celestial(product.header, image.header):
+            raise InputError(f"{product.path}: coordinates differ from the image's "
+                             f"({image.path})")
+    model_unit = opened["model"].unit.replace(" ", "").lower()
+    if "beam" in model_unit:
+        warnings.warn(f"{opened['model'].path}: model unit is '{opened['model'].unit}', "
+                      "expected Jy/pixel; model fluxes are taken as Jy/pixel",
+                      DeconfettiWarning, stacklevel=3)
+
+
+def _same_celestial(a: fits.Header, b: fits.Header) -> bool:
+    for key in ("CRVAL1", "CRVAL2", "CDELT1", "CDELT2", "CRPIX1", "CRPIX2"):
+        va, vb = a.get(key, 0.0), b.get(key, 0.0)
+        if not math.isclose(va, vb, rel_tol=1e-6, abs_tol=1e-9):
+            return False
+    return True
+
+
+def _choose_beams(opened: dict[str, Product]) -> Beams:
+    for kind in ("image", "residual"):
+        beams = opened[kind].beams
+        if beams:
+            majors = np.array([b.major.to_value(u.arcsec) for b in beams])
+            minors = np.array([b.minor.to_value(u.arcsec) for b in beams])
+            if not np.all(np.isfinite(majors) & (majors > 0) & np.isfinite(minors) & (minors > 0)):
+                bad = int(np.flatnonzero(~((majors > 0) & (minors > 0)))[0])
+                raise InputError(f"{opened[kind].path}: restoring beam of channel {bad} "
+                                 "is zero or missing")
+            return Beams(major=majors * u.arcsec, minor=minors * u.arcsec,
+                         pa=np.array([b.pa.to_value(u.deg) for b in beams]) * u.deg)
+    raise InputError(f"{opened['image'].path}: no restoring beam recorded "
+                     "(expected BMAJ/BMIN/BPA or CASA restoringbeam)")
+
+
+def _casa_header(direction: dict, spectral: dict | None) -> fits.Header:
+    header = fits.Header()
+    projection = str(direction.get("projection", "SIN")).strip() or "SIN"
+    system = str(direction.get("system", "J2000")).upper()
+    crval = np.asarray(direction["crval"], dtype=float)
+    cdelt = np.asarray(direction["cdelt"], dtype=float)
+    crpix = np.asarray(direction["crpix"], dtype=float)
+    units = [str(x) for x in direction.get("units", ["rad", "rad"])]
+    scale = [u.Unit(x).to(u.deg) for x in units]
+    lon, lat = ("GLON-", "GLAT-") if system == "GALACTIC" else ("RA---", "DEC--")
+    header["CTYPE1"], header["CTYPE2"] = lon + projection, lat + projection
+    header["CRVAL1"], header["CRVAL2"] = crval[0] * scale[0], crval[1] * scale[1]
+    header["CDELT1"], header["CDELT2"] = cdelt[0] * scale[0], cdelt[1] * scale[1]
+    header["CRPIX1"], header["CRPIX2"] = crpix[0] + 1.0, crpix[1] + 1.0
+    header["CUNIT1"] = header["CUNIT2"] = "deg"
+    pc = np.asarray(direction.get("pc", np.eye(2)), dtype=float)
+    if pc.shape == (2, 2) and not np.allclose(pc, np.eye(2)):
+        for i in range(2):
+            for j in range(2):
+                header[f"PC{i + 1}_{j + 1}"] = pc[i, j]
+    params = np.asarray(direction.get("projection_parameters", []), dtype=float)
+    for m, value in enumerate(params[:2], start=1):
+        if value:
+            header[f"PV2_{m}"] = value
+    if system in ("J2000", "FK5"):
+        header["RADESYS"], header["EQUINOX"] = "FK5", 2000.0
+    elif system == "ICRS":
+        header["RADESYS"] = "ICRS"
+    elif system == "B1950":
+        header["RADESYS"], header["EQUINOX"] = "FK4", 1950.0
+    if spectral is not None:
+        wcs = spectral.get("wcs", {})
+        header["CTYPE3"] = "FREQ"
+        header["CRVAL3"] = float(wcs.get("crval", 0.0))
+        header["CDELT3"] = float(wcs.get("cdelt", 1.0))
+        header["CRPIX3"] = float(wcs.get("crpix", 0.0)) + 1.0
+        header["CUNIT3"] = "Hz"
+        frame = str(spectral.get("system", "LSRK")).upper()
+        header["SPECSYS"] = {"LSRK": "LSRK", "BARY": "BARYCENT", "TOPO": "TOPOCENT",
+                             "LSRD": "LSRD", "GEO": "GEOCENTR"}.get(frame, frame)
+        rest = float(spectral.get("restfreq", 0.0) or 0.0)
+        if rest > 0:
+            header["RESTFRQ"] = rest
+    return header
+
+
+def _casa_beams(record: dict | None, nchan: int, path: Path) -> list[Beam] | None:
+    if not record:
+        return None
+    if "major" in record:
+        return [_casa_beam(record)] * nchan
+    beams = []
+    for chan in range(nchan):
+        entry = record.get(f"*{chan}")
+        if entry is None:
+            raise InputError(f"{path}: per-channel beam of channel {chan} is missing")
+        beams.append(_casa_beam(entry))
+    return beams
+
+
+def _casa_beam(entry: dict) -> Beam:
+    def quantity(q: dict) -> u.Quantity:
+        return float(q["value"]) * u.Unit(str(q["unit"]))
+
+    return Beam(major=quantity(entry["major"]), minor=quantity(entry["minor"]),
+                pa=quantity(entry["positionangle"]))
+
+
+def _fits_beams(hdul: fits.HDUList, header: fits.Header, nchan: int,
+                path: Path) -> list[Beam] | None:
+    table = next((h for h in hdul if isinstance(h, fits.BinTableHDU)
+                  and str(h.header.get("EXTNAME", "")).upper() == "BEAMS"), None)
+    if table is not None:
+        try:
+            beams = Beams.from_fits_bintable(table)
+        except Exception as exc:  # radio-beam raises several kinds for malformed tables
+            raise InputError(f"{path}: unreadable BEAMS table ({_first_line(exc)})") from None
+        if len(beams) < nchan:
+            raise InputError(f"{path}: BEAMS table has {len(beams)} rows for {nchan} channels")
+        return [beams[i] for i in range(nchan)]
+    if "BMAJ" in header and "BMIN" in header:
+        beam = Beam(major=float(header["BMAJ"]) * u.deg, minor=float(header["BMIN"]) * u.deg,
+                    pa=float(header.get("BPA", 0.0)) * u.deg)
+        return [beam] * nchan
+    return None
+
+
+def _casa_tile_depth(path: Path, chan_axis: int | None, ndim: int) -> int:
+    if chan_axis is None:
+        return 1
+    try:
+        from casacore.tables import table
+
+        with table(str(path), ack=False) as tab:
+            info = tab.getdminfo()
+        for manager in info.values():
+            cubes = manager.get("SPEC", {}).get("HYPERCUBES", {})
+            for cube in cubes.values():
+                tile = list(cube["TileShape"])  # FITS axis order
+                return max(1, int(tile[ndim - 1 - chan_axis]))
+    except (RuntimeError, KeyError, IndexError, TypeError):
+        pass
+    return 1
+
+
+def _to_chan_y_x(data: np.ndarray, axes: tuple) -> np.ndarray:
+    chan_axis, stokes_axis, y_axis, x_axis = axes
+    if stokes_axis is not None:
+        data = np.take(data, 0, axis=stokes_axis)
+        shift = lambda a: a - 1 if a is not None and a > stokes_axis else a  # noqa: E731
+        chan_axis, y_axis, x_axis = shift(chan_axis), shift(y_axis), shift(x_axis)
+    if chan_axis is None:
+        return np.transpose(data, (y_axis, x_axis))[np.newaxis]
+    return np.transpose(data, (chan_axis, y_axis, x_axis))
+
+
+def _fmt_shape(shape: tuple) -> str:
+    return "x".join(str(n) for n in shape) + " [chan, y, x]"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

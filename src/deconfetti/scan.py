@@ -1,0 +1,270 @@
+"""The scan pipeline: products -> noise -> find -> measure -> data test -> link ->
+classify -> catalog, streamed over channel blocks.
+
+`scan` runs every stage; `scan_block` is the work on one channel block (what a
+parallel or distributed run maps over), a pure function of the products and the block.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import platform
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+from astropy.table import Table
+
+from . import __version__
+from .candidates import find_candidates, link_channels
+from .catalog import COLUMNS, empty_catalog, make_catalog
+from .classify import CLASSES, classify
+from .config import Config
+from .errors import InputError
+from .features import neighbour_max, spectral_contrast
+from .measure import data_test, measure_candidates
+from .noise import channel_rms, highpass_fraction
+from .products import Products, open_products
+from .stream import Block, choose_block_channels, plan_blocks
+
+__all__ = ["scan", "scan_block", "ScanResult"]
+
+log = logging.getLogger(__name__)
+
+_MEASURED = [name for name in COLUMNS if name not in
+             ("id", "ra", "dec", "frequency", "velocity", "classification", "reason")]
+
+
+@dataclass
+class ScanResult:
+    """What a scan found.
+
+    Attributes
+    ----------
+    candidates : astropy.table.Table
+        One row per candidate; columns documented in `deconfetti.catalog.COLUMNS`.
+    summary : dict
+        Counts per class and per channel, noise per channel, parameters, software
+        versions and input paths (JSON-ready).
+    products : Products
+    config : Config
+    rms : ndarray, shape (nchan,)
+        Thermal noise per channel, Jy/beam.
+    """
+
+    candidates: Table
+    summary: dict[str, Any]
+    products: Products
+    config: Config
+    rms: np.ndarray = field(repr=False)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Number of candidates per classification."""
+        return dict(self.summary["counts"])
+
+
+def scan(products: "Products | str", *, config: Config | None = None,
+         progress: Callable[[int, int], None] | None = None, **params: Any) -> ScanResult:
+    """Scan the products of one tclean run for confetti.
+
+    Parameters
+    ----------
+    products : Products or str or Path
+        Anything `open_products` accepts (an imagename prefix, a product path, Products).
+    config : Config, optional
+        Parameters; defaults from `deconfetti.config`.
+    progress : callable, optional
+        Called as ``progress(blocks_done, blocks_total)`` after each channel block.
+    **params
+        Single parameters by key name, e.g. ``threshold=6`` (``find.threshold``).
+
+    Returns
+    -------
+    ScanResult
+    """
+    products = open_products(products)
+    config = _apply_params(config or Config(), params)
+    nchan = products.nchan
+    log.info("Products: %s, %d channels of %d x %d pixels%s", products.name, nchan,
+             products.shape[2], products.shape[1], "" if products.psf else " (no psf)")
+    if products.psf is None:
+        log.warning("%s: no psf; the data test is skipped and spikes are classified "
+                    "'uncertain'", products.name)
+
+    log.info("Measuring noise: high-pass fraction")
+    fraction = _highpass_fraction(products, config)
+    size = config.stream.block_channels or choose_block_channels(
+        products.shape, memory_mb=config.stream.memory_mb, tile_depth=products.image.tile_depth)
+    blocks = plan_blocks(nchan, size)
+    log.info("Streaming %d block(s) of up to %d channel(s)", len(blocks), size)
+
+    rms = np.full(nchan, np.nan)
+    parts = []
+    for done, block in enumerate(blocks, start=1):
+        block_rms, columns = scan_block(products, block, config, fraction)
+        rms[block.start:block.stop] = block_rms
+        parts.append(columns)
+        if progress is not None:
+            progress(done, len(blocks))
+    columns = {name: np.concatenate([p[name] for p in parts]) for name in _MEASURED}
+    bad = np.flatnonzero(~np.isfinite(rms))
+    if bad.size:
+        log.warning("%s: %d channel(s) have no valid pixels and were skipped", products.name,
+                    bad.size)
+
+    log.info("Linking candidates across channels")
+    keep = link_channels(columns["channel"], columns["y"], columns["x"],
+                         np.nan_to_num(columns["spike_snr"], nan=-np.inf),
+                         products.beam_pixels[columns["channel"], 0])
+    columns = {name: values[keep] for name, values in columns.items()}
+
+    log.info("Classifying %d candidate(s)", len(columns["channel"]))
+    columns["classification"], columns["reason"] = classify(
+        columns["spike_snr"], columns["dirty_snr"], columns["score"], columns["found_by"],
+        find=config.find, classify=config.classify)
+    meta = {"products": products.name, "inputs": products.paths,
+            "parameters": config.to_dict()}
+    catalog = (make_catalog(columns, products, meta=meta) if len(columns["channel"])
+               else _empty_with_meta(meta))
+    summary = summarise(catalog, products, config, rms)
+    log.info("Found %s", ", ".join(f"{n} {k}" for k, n in summary["counts"].items()))
+    return ScanResult(candidates=catalog, summary=summary, products=products, config=config,
+                      rms=rms)
+
+
+def scan_block(products: Products, block: Block, config: Config,
+               fraction: float) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Noise, candidates and their measurements for one channel block.
+
+    Returns
+    -------
+    rms : ndarray, shape (block.stop - block.start,)
+        Jy/beam, for the core channels.
+    columns : dict of ndarray
+        The measured catalog columns of the block's candidates.
+    """
+    start, stop = block.read_start, block.read_stop
+    core = block.core
+    image = products.read("image", start, stop)
+    model = products.read("model", start, stop)
+    residual = products.read("residual", start, stop)
+    valid = np.isfinite(image) & np.isfinite(residual)
+    pb = products.read("pb", start, stop) if products.pb is not None else None
+    if pb is not None:
+        valid &= np.nan_to_num(pb, nan=0.0) >= config.find.pb_min
+    beam = products.beam_pixels[start:stop]
+    ppb = products.pixels_per_beam[start:stop]
+
+    rms = np.full(stop - start, np.nan)
+    rms[core] = channel_rms(residual[core], valid[core],
+                            width=config.noise.highpass_beams * float(np.mean(beam[core, 0])),
+                            fraction=fraction, clip=config.noise.clip,
+                            max_samples=config.noise.max_samples)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        spike_snr = spectral_contrast(image, core) / rms[core, None, None]
+        model_snr = ((np.nan_to_num(model[core]) - neighbour_max(model, core))
+                     / rms[core, None, None])
+
+    chan, ys, xs, found_by = [], [], [], []
+    for i in range(core.stop - core.start):
+        c = core.start + i
+        if not np.isfinite(rms[c]):
+            continue
+        points, how = find_candidates(
+            spike_snr[i], model_snr[i], valid[c], threshold=config.find.threshold,
+            model_threshold=config.find.model_threshold, radius=float(beam[c, 0]),
+            spikes=products.nchan > 1)
+        chan.append(np.full(len(points), c))
+        ys.append(points[:, 0])
+        xs.append(points[:, 1])
+        found_by.append(how)
+    chan, ys, xs = (np.concatenate(a).astype(int) if a else np.zeros(0, int)
+                    for a in (chan, ys, xs))
+    found_by = np.concatenate(found_by) if found_by else np.zeros(0, str)
+
+    columns = {"channel": chan + start, "x": xs, "y": ys, "found_by": found_by,
+               "pb": pb[chan, ys, xs].astype(float) if pb is not None else np.full(len(chan), np.nan)}
+    columns.update(measure_candidates(chan, ys, xs, image=image, model=model,
+                                      residual=residual, rms=rms, pixels_per_beam=ppb,
+                                      beam_major=beam[:, 0],
+                                      bowl_beams=config.classify.bowl_beams))
+    if products.psf is not None and len(chan):
+        psf = products.read("psf", start, stop)
+        columns.update(data_test(chan, ys, xs, image=image, model=model, residual=residual,
+                                 psf=psf, rms=rms, beam=beam,
+                                 ring_beams=config.classify.ring_beams))
+    else:
+        columns["dirty_snr"] = columns["score"] = np.full(len(chan), np.nan)
+    return rms[core], columns
+
+
+def summarise(catalog: Table, products: Products, config: Config,
+              rms: np.ndarray) -> dict[str, Any]:
+    """JSON-ready summary of a scan (NaN written as null)."""
+    counts = {name: int(np.sum(catalog["classification"] == name)) for name in CLASSES}
+    per_channel = []
+    freq = products.frequency
+    for c in range(products.nchan):
+        here = catalog["classification"][catalog["channel"] == c]
+        per_channel.append({"channel": c, "frequency_hz": _finite(freq[c]),
+                            "rms_jy_beam": _finite(rms[c]),
+                            **{name: int(np.sum(here == name)) for name in CLASSES}})
+    return {
+        "software": _versions(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "inputs": products.paths,
+        "shape": dict(zip(("nchan", "ny", "nx"), products.shape)),
+        "psf_used": products.psf is not None,
+        "pb_used": products.pb is not None,
+        "counts": counts,
+        "candidates": len(catalog),
+        "classes": {name: meaning for name, (_, meaning) in CLASSES.items()},
+        "parameters": config.to_dict(),
+        "channels": per_channel,
+    }
+
+
+def _highpass_fraction(products: Products, config: Config) -> float:
+    mid = products.nchan // 2
+    width = config.noise.highpass_beams * float(products.beam_pixels[mid, 0])
+    if products.psf is not None:
+        return highpass_fraction(width, psf=products.read("psf", mid, mid + 1)[0])
+    major, minor, pa = products.beam_pixels[mid]
+    return highpass_fraction(width, beam_sigma=(major / 2.3548, minor / 2.3548, pa))
+
+
+def _apply_params(config: Config, params: dict[str, Any]) -> Config:
+    if not params:
+        return config
+    stages = config.to_dict()
+    overrides: dict[str, dict[str, Any]] = {}
+    for key, value in params.items():
+        owners = [stage for stage, values in stages.items() if key in values]
+        if not owners:
+            raise InputError(f"unknown parameter '{key}'")
+        overrides.setdefault(owners[0], {})[key] = value
+    return config.replace(overrides)
+
+
+def _empty_with_meta(meta: dict[str, Any]) -> Table:
+    table = empty_catalog()
+    table.meta.update(meta)
+    return table
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"deconfetti": __version__, "python": platform.python_version()}
+    for name in ("numpy", "scipy", "astropy", "radio-beam", "python-casacore", "regions"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out

@@ -1,0 +1,62 @@
+"""Channel blocks: the only place that decides how a cube is cut for streaming.
+
+A block is a run of core channels plus a halo of one adjacent channel on each side,
+so that channel-to-neighbour features are exact at block edges. Blocks follow the
+products' tile depth where they can, so that each read touches whole tiles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Block", "plan_blocks", "choose_block_channels", "PLANES_PER_CHANNEL",
+           "PLANES_FIXED"]
+
+#: float32 planes held per core channel of a block: image, model, residual, pb, psf,
+#: image spike, model spike, spread model
+PLANES_PER_CHANNEL = 8
+#: float32-plane equivalents held whatever the block size: the halo channels of the five
+#: products and the float64 temporaries of the noise high-pass
+PLANES_FIXED = 20
+
+
+@dataclass(frozen=True)
+class Block:
+    """Core channels ``start:stop`` and the channels read for them, ``read_start:read_stop``."""
+
+    start: int
+    stop: int
+    read_start: int
+    read_stop: int
+
+    @property
+    def core(self) -> slice:
+        """Core channels as a slice into the read block."""
+        return slice(self.start - self.read_start, self.stop - self.read_start)
+
+
+def plan_blocks(nchan: int, block_channels: int, *, halo: int = 1) -> list[Block]:
+    """Cut ``nchan`` channels into blocks of ``block_channels`` core channels plus halo."""
+    size = max(1, int(block_channels))
+    return [Block(start, min(start + size, nchan), max(0, start - halo),
+                  min(nchan, start + size + halo))
+            for start in range(0, nchan, size)]
+
+
+def choose_block_channels(shape: tuple[int, int, int], *, memory_mb: float,
+                          tile_depth: int = 1) -> int:
+    """Core channels per block so that one block stays within ``memory_mb``.
+
+    Peak memory of a block is about ``(PLANES_PER_CHANNEL * n + PLANES_FIXED)`` float32
+    planes of ``ny * nx`` pixels. The result is a multiple or divisor of ``tile_depth``.
+    """
+    nchan, ny, nx = shape
+    plane_mb = ny * nx * 4 / 2 ** 20
+    fit = int((memory_mb / plane_mb - PLANES_FIXED) // PLANES_PER_CHANNEL)
+    fit = max(1, min(fit, nchan))
+    if tile_depth > 1:
+        if fit >= tile_depth:
+            fit -= fit % tile_depth
+        else:
+            fit = max(d for d in range(1, fit + 1) if tile_depth % d == 0)
+    return fit

@@ -1,0 +1,59 @@
+"""Shared fixtures: synthetic products with known contents, and the shipped real example."""
+
+import csv
+from pathlib import Path
+
+import pytest
+
+import deconfetti
+from deconfetti.simulate import simulate_cube, write_products
+
+DATA = Path(__file__).parent / "data"
+
+#: what the synthetic cube holds: (chan, y, x, value)
+LINES = [(4, 30, 30, 0.012), (6, 70, 60, 0.020)]
+CONFETTI = [(5, 60, 30, 8.0), (2, 30, 70, 7.0)]
+BENIGN = [(7, 45, 75, 0.02)]
+CONTINUUM = [(50, 20, 0.03)]
+
+
+@pytest.fixture(scope="session")
+def sim():
+    """A 10-channel synthetic cube (96 x 96) with two confetti, two real lines, one benign
+    model cluster and one continuum source; rms 1 mJy/beam."""
+    return simulate_cube(nchan=10, ny=96, nx=96, rms=1e-3, seed=3, lines=LINES,
+                         continuum=CONTINUUM, confetti=CONFETTI, benign=BENIGN)
+
+
+@pytest.fixture(scope="session")
+def sim_fits(sim, tmp_path_factory):
+    """Imagename prefix of the synthetic cube written as FITS files."""
+    return write_products(sim, tmp_path_factory.mktemp("fits"), "cube", fmt="fits")
+
+
+@pytest.fixture(scope="session")
+def sim_casa(sim, tmp_path_factory):
+    """Imagename prefix of the synthetic cube written as CASA image directories."""
+    return write_products(sim, tmp_path_factory.mktemp("casa"), "cube", fmt="casa")
+
+
+@pytest.fixture(scope="session")
+def sim_scan(sim_fits):
+    return deconfetti.scan(sim_fits)
+
+
+@pytest.fixture(scope="session")
+def example_scan():
+    return deconfetti.scan(deconfetti.example_path())
+
+
+def read_rows(name):
+    with open(DATA / name) as handle:
+        return list(csv.DictReader(handle))
+
+
+def near(table, chan, y, x, *, radius=3.0, chan_tol=0):
+    """Rows of ``table`` within ``radius`` pixels and ``chan_tol`` channels of a position."""
+    mask = ((abs(table["channel"] - chan) <= chan_tol)
+            & ((table["x"] - x) ** 2 + (table["y"] - y) ** 2 <= radius ** 2))
+    return table[mask]

@@ -1,0 +1,51 @@
+import numpy as np
+
+from deconfetti.candidates import (find_candidates, find_model_components, find_spikes,
+                                   link_channels)
+
+
+def test_a_feature_spanning_pixels_is_one_candidate():
+    snr = np.zeros((30, 30))
+    snr[10:14, 10:15] = 6.0
+    snr[12, 13] = 9.0
+    snr[25, 25] = 7.0
+    peaks = find_spikes(snr, np.ones_like(snr, bool), 5.0)
+    assert sorted(map(tuple, peaks)) == [(12, 13), (25, 25)]
+
+
+def test_invalid_pixels_are_not_candidates():
+    snr = np.zeros((10, 10))
+    snr[5, 5] = 9.0
+    valid = np.ones_like(snr, bool)
+    valid[5, 5] = False
+    assert len(find_spikes(snr, valid, 5.0)) == 0
+    assert len(find_model_components(snr, valid, 3.0, 2.0)) == 0
+
+
+def test_model_components_one_per_beam_brightest_kept():
+    snr = np.zeros((20, 20))
+    snr[5, 5], snr[5, 8], snr[15, 15] = 10.0, 6.0, 4.0
+    points = find_model_components(snr, np.ones_like(snr, bool), 3.0, radius=4.0)
+    assert [tuple(p) for p in points] == [(5, 5), (15, 15)]
+
+
+def test_model_component_joins_a_nearby_spike():
+    spike = np.zeros((20, 20))
+    spike[5, 5] = 8.0
+    model = np.zeros((20, 20))
+    model[6, 5] = 20.0
+    model[15, 15] = 5.0
+    points, how = find_candidates(spike, model, np.ones_like(spike, bool), threshold=5.0,
+                                  model_threshold=3.0, radius=3.0)
+    assert [tuple(p) for p in points] == [(5, 5), (15, 15)]
+    assert list(how) == ["spike+model", "model"]
+
+
+def test_link_keeps_the_stronger_of_adjacent_channels():
+    channel = np.array([3, 4, 4, 6])
+    y = np.array([10, 11, 30, 10])
+    x = np.array([10, 10, 30, 10])
+    strength = np.array([5.0, 9.0, 6.0, 8.0])
+    keep = link_channels(channel, y, x, strength, 4.0)
+    assert list(keep) == [False, True, True, True]
+    assert link_channels(channel[:0], y[:0], x[:0], strength[:0], 4.0).shape == (0,)

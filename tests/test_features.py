@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+
+from deconfetti.features import (psf_convolve, psf_convolve_at, ring_offsets,
+                                 spectral_contrast, neighbour_max)
+from deconfetti.measure import contrast_at
+
+
+def test_psf_convolve_at_matches_full_convolution():
+    rng = np.random.default_rng(0)
+    model = np.zeros((40, 50))
+    model[rng.integers(0, 40, 30), rng.integers(0, 50, 30)] = rng.normal(size=30)
+    psf = rng.normal(size=(40, 50))
+    psf[20, 25] = 10.0
+    ys, xs = rng.integers(0, 40, 25), rng.integers(0, 50, 25)
+    full = psf_convolve(model, psf)
+    np.testing.assert_allclose(psf_convolve_at(model, psf, ys, xs), full[ys, xs], atol=1e-9)
+    # a single point source gives the psf itself, centred on the source
+    point = np.zeros((40, 50))
+    point[10, 12] = 2.0
+    assert psf_convolve(point, psf)[10, 12] == pytest.approx(20.0)
+    assert psf_convolve(point, psf)[11, 12] == pytest.approx(2.0 * psf[21, 25])
+
+
+def test_dense_model_takes_the_fft_path_with_the_same_result():
+    rng = np.random.default_rng(1)
+    model = rng.normal(size=(32, 32))
+    psf = rng.normal(size=(32, 32))
+    psf[16, 16] = 10
+    ys, xs = np.mgrid[:32, :32]
+    np.testing.assert_allclose(psf_convolve_at(model, psf, ys.ravel(), xs.ravel()),
+                               psf_convolve(model, psf).ravel(), atol=1e-9)
+
+
+def test_spectral_contrast_and_edges():
+    block = np.zeros((4, 3, 3), np.float32)
+    block[1, 1, 1] = 10.0
+    block[2, 1, 1] = 4.0
+    out = spectral_contrast(block, slice(0, 4))
+    assert out[1, 1, 1] == pytest.approx(10.0 - 2.0)
+    assert out[0, 1, 1] == pytest.approx(-10.0)  # one neighbour only
+    single = spectral_contrast(block[1:2], slice(0, 1))
+    assert single[0, 1, 1] == 10.0  # a one-plane product: the value itself
+    points = contrast_at(block, np.array([1, 0]), np.array([1, 1]), np.array([1, 1]))
+    np.testing.assert_allclose(points, [8.0, -10.0])
+
+
+def test_neighbour_max_spreads_3x3_of_adjacent_channels():
+    block = np.zeros((3, 5, 5), np.float32)
+    block[0, 2, 3] = 1.0
+    block[2, 0, 0] = 2.0
+    out = neighbour_max(block, slice(1, 2))
+    assert out[0, 1, 2] == 1.0 and out[0, 1, 1] == 2.0 and out[0, 4, 4] == 0.0
+
+
+def test_ring_offsets_lie_on_the_circle():
+    offsets = ring_offsets(7.5)
+    radius = np.hypot(*offsets.T)
+    assert len(offsets) >= 12
+    assert np.all(np.abs(radius - 7.5) < 0.75)

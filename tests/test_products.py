@@ -1,0 +1,123 @@
+import shutil
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from deconfetti import InputError, open_products
+from deconfetti.products import Products
+
+
+def test_prefix_finds_every_product(sim_casa):
+    products = open_products(sim_casa)
+    assert set(products.paths) == {"image", "model", "residual", "psf", "pb"}
+    assert products.shape == (10, 96, 96)
+
+
+def test_any_product_finds_its_siblings(sim_casa, sim_fits):
+    by_image = open_products(f"{sim_casa}.image")
+    by_model = open_products(f"{sim_casa}.model")
+    by_fits = open_products(f"{sim_fits}.residual.fits")
+    assert by_image.paths == by_model.paths
+    assert by_fits.paths["image"].endswith("cube.image.fits")
+
+
+def test_casa_and_fits_give_the_same_arrays_and_coordinates(sim, sim_casa, sim_fits):
+    casa, fits_ = open_products(sim_casa), open_products(sim_fits)
+    for kind in ("image", "model", "residual", "psf", "pb"):
+        np.testing.assert_array_equal(casa.read(kind, 2, 5), fits_.read(kind, 2, 5))
+    np.testing.assert_array_equal(casa.read("image", 0, 10), sim.image)
+    np.testing.assert_allclose(casa.frequency, fits_.frequency)
+    np.testing.assert_allclose(casa.pixels_per_beam, fits_.pixels_per_beam, rtol=1e-6)
+    assert casa.rest_frequency == pytest.approx(230.538e9)
+    sky_a = casa.celestial.pixel_to_world(10, 20)
+    sky_b = fits_.celestial.pixel_to_world(10, 20)
+    assert sky_a.separation(sky_b).arcsec < 1e-6
+
+
+def test_pixels_per_beam_follows_the_beam(sim, sim_fits):
+    products = open_products(sim_fits)
+    major, minor, _ = sim.beam
+    assert products.pixels_per_beam[0] == pytest.approx(np.pi / (4 * np.log(2)) * major * minor,
+                                                        rel=1e-4)
+    assert products.beam_pixels[0, 0] == pytest.approx(major, rel=1e-4)
+
+
+def test_explicit_paths_override_the_prefix(sim_fits, tmp_path):
+    other = tmp_path / "elsewhere.fits"
+    shutil.copy(f"{sim_fits}.model.fits", other)
+    products = open_products(sim_fits, model=other)
+    assert products.paths["model"] == str(other)
+
+
+def test_products_pass_through():
+    sentinel = object.__new__(Products)
+    assert open_products(sentinel) is sentinel
+
+
+def test_missing_model_names_the_file(sim_fits, tmp_path):
+    for kind in ("image", "residual"):
+        shutil.copy(f"{sim_fits}.{kind}.fits", tmp_path / f"x.{kind}.fits")
+    with pytest.raises(InputError, match=r"x\.model\.fits: model product not found"):
+        open_products(tmp_path / "x")
+
+
+def test_prefix_that_matches_nothing(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        open_products(tmp_path / "nothing")
+
+
+def test_shape_mismatch_is_refused(sim_fits, tmp_path):
+    for kind in ("image", "model", "residual"):
+        shutil.copy(f"{sim_fits}.{kind}.fits", tmp_path / f"x.{kind}.fits")
+    with fits.open(tmp_path / "x.model.fits", mode="update") as hdul:
+        hdul[0].data = hdul[0].data[:, :5]
+    with pytest.raises(InputError, match=r"x\.model\.fits: shape 5x96x96"):
+        open_products(tmp_path / "x")
+
+
+def test_model_in_jy_per_beam_warns(sim_fits, tmp_path):
+    from deconfetti import DeconfettiWarning
+
+    for kind in ("image", "model", "residual"):
+        shutil.copy(f"{sim_fits}.{kind}.fits", tmp_path / f"x.{kind}.fits")
+    fits.setval(tmp_path / "x.model.fits", "BUNIT", value="Jy/beam")
+    with pytest.warns(DeconfettiWarning, match="expected Jy/pixel"):
+        open_products(tmp_path / "x")
+
+
+def test_not_a_casa_image(tmp_path):
+    (tmp_path / "bad.image").mkdir()
+    (tmp_path / "bad.model").mkdir()
+    (tmp_path / "bad.residual").mkdir()
+    with pytest.raises(InputError, match=r"bad\.image: not a readable CASA image"):
+        open_products(tmp_path / "bad")
+
+
+def test_per_channel_beams(tmp_path):
+    from deconfetti.simulate import simulate_cube, write_products
+
+    scale = np.linspace(0.95, 1.05, 4)
+    sim = simulate_cube(nchan=4, ny=48, nx=48, beam_scale=scale, seed=2)
+    for fmt in ("fits", "casa"):
+        products = open_products(write_products(sim, tmp_path / fmt, fmt=fmt))
+        np.testing.assert_allclose(products.beam_pixels[:, 0], sim.beam[0] * scale, rtol=1e-4)
+        assert products.pixels_per_beam[3] > products.pixels_per_beam[0]
+
+
+def test_stokes_and_axis_order_of_a_fits_cube(sim, tmp_path):
+    """A (freq, stokes, y, x) FITS cube reads the same as (stokes, freq, y, x)."""
+    from deconfetti.simulate import write_products
+
+    prefix = write_products(sim, tmp_path, "c", fmt="fits")
+    path = tmp_path / "c.image.fits"
+    with fits.open(path) as hdul:
+        header, data = hdul[0].header.copy(), hdul[0].data
+    swapped = header.copy()
+    for key in ("CTYPE", "CRVAL", "CDELT", "CRPIX", "CUNIT"):
+        if f"{key}3" in header:
+            swapped[f"{key}4"] = header[f"{key}3"]
+        swapped[f"{key}3"] = header.get(f"{key}4", "")
+    swapped["CUNIT3"] = ""
+    fits.writeto(path, np.swapaxes(data, 0, 1), swapped, overwrite=True)
+    np.testing.assert_array_equal(open_products(prefix).read("image", 0, 10), sim.image)

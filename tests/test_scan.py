@@ -1,0 +1,157 @@
+"""The pipeline on synthetic products whose contents are known."""
+
+import numpy as np
+import pytest
+
+import deconfetti
+from deconfetti import InputError
+from deconfetti.catalog import COLUMNS
+from deconfetti.config import Config
+from deconfetti.simulate import simulate_cube, write_products
+
+from conftest import BENIGN, CONFETTI, LINES, near
+
+
+def only(table, chan, y, x, **kw):
+    rows = near(table, chan, y, x, **kw)
+    assert len(rows) == 1, f"expected one candidate at chan {chan} y {y} x {x}, got {len(rows)}"
+    return rows[0]
+
+
+def test_injected_confetti_are_confetti(sim_scan):
+    for chan, y, x, _ in CONFETTI:
+        row = only(sim_scan.candidates, chan, y, x)
+        assert row["classification"] == "confetti", row["reason"]
+        assert row["score"] > 3.5
+        assert row["dirty_snr"] < 0.5 * row["spike_snr"]
+
+
+def test_real_narrow_lines_are_real(sim_scan):
+    for chan, y, x, flux in LINES:
+        row = only(sim_scan.candidates, chan, y, x, radius=1.5)
+        assert row["classification"] == "real", row["reason"]
+        assert row["model_peak"] == pytest.approx(flux, rel=1e-5)
+        assert row["spike_snr"] > 5 and abs(row["score"]) < 1.5
+
+
+def test_bright_model_cluster_without_false_source_is_benign(sim_scan):
+    for chan, y, x, flux in BENIGN:
+        row = only(sim_scan.candidates, chan, y, x, radius=1.5)
+        assert row["classification"] == "benign", row["reason"]
+        # model peak 2 x flux, in Jy/beam far above the image, with a negative bowl
+        assert row["model_peak"] == pytest.approx(2 * flux, rel=1e-5)
+        assert row["model_peak_beam"] > 10 * row["image_peak"]
+        assert row["negative_flux"] == pytest.approx(-flux, rel=1e-5)
+
+
+def test_nothing_else_is_confetti_and_continuum_is_not_a_candidate(sim_scan):
+    table = sim_scan.candidates
+    assert sim_scan.counts["confetti"] == len(CONFETTI)
+    assert len(near(table, 0, 50, 20, chan_tol=99)) == 0  # the steady continuum source
+
+
+def test_noise_is_measured_per_channel(sim_scan, sim):
+    np.testing.assert_allclose(sim_scan.rms, sim.rms, rtol=0.2)
+    assert len(sim_scan.summary["channels"]) == 10
+
+
+def test_catalog_columns_units_and_order(sim_scan):
+    table = sim_scan.candidates
+    assert table.colnames == list(COLUMNS)
+    for name, (_, unit, description) in COLUMNS.items():
+        assert (table[name].unit is None) == (unit is None), name
+        assert table[name].description == description
+    assert str(table["ra"].unit) == "deg" and str(table["model_peak"].unit) == "Jy / pix"
+    assert list(table["id"]) == list(range(1, len(table) + 1))
+    assert np.all(np.diff(np.nan_to_num(table["score"], nan=-np.inf)) <= 0)
+    assert np.all(np.isin(table["classification"], ["confetti", "benign", "real", "uncertain"]))
+    # velocity: radio convention against the rest frequency
+    row = table[0]
+    c = 299792.458
+    assert row["velocity"] == pytest.approx(c * (1 - row["frequency"] / 230.538e9))
+    sky = sim_scan.products.celestial.pixel_to_world(row["x"], row["y"]).icrs
+    assert sky.ra.deg == pytest.approx(row["ra"]) and sky.dec.deg == pytest.approx(row["dec"])
+
+
+def test_casa_and_fits_products_give_the_same_catalog(sim_scan, sim_casa):
+    other = deconfetti.scan(sim_casa).candidates
+    for name in ("channel", "x", "y", "classification"):
+        assert list(other[name]) == list(sim_scan.candidates[name])
+    np.testing.assert_allclose(other["score"], sim_scan.candidates["score"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("block_channels", [1, 3, 4])
+def test_block_size_does_not_change_the_result(sim_fits, sim_scan, block_channels):
+    table = deconfetti.scan(sim_fits, block_channels=block_channels).candidates
+    assert len(table) == len(sim_scan.candidates)
+    for name in ("channel", "x", "y", "classification", "score"):
+        np.testing.assert_array_equal(table[name], sim_scan.candidates[name])
+
+
+def test_without_psf_the_scan_runs_and_is_cautious(sim, tmp_path):
+    prefix = write_products(sim, tmp_path, kinds=("image", "model", "residual", "pb"))
+    result = deconfetti.scan(prefix)
+    table = result.candidates
+    assert result.counts["confetti"] == 0 and result.counts["real"] == 0
+    assert np.all(np.isnan(table["score"]))
+    for chan, y, x, _ in CONFETTI[:1] + LINES:
+        assert only(table, chan, y, x)["classification"] == "uncertain"
+    assert result.summary["psf_used"] is False
+
+
+def test_continuum_product(tmp_path):
+    """One plane (.tt0): isolated model pixels without a false source are benign."""
+    sim = simulate_cube(nchan=1, ny=96, nx=96, seed=5, continuum=[(30, 30, 0.03)],
+                        benign=[(0, 60, 60, 0.02), (0, 70, 25, 0.015)],
+                        confetti=[(0, 25, 70, 9.0)])
+    prefix = write_products(sim, tmp_path, "cont", fmt="casa", suffix=".tt0")
+    result = deconfetti.scan(f"{prefix}.image.tt0")
+    table = result.candidates
+    assert result.products.paths["model"].endswith("cont.model.tt0")
+    assert only(table, 0, 60, 60, radius=1.5)["classification"] == "benign"
+    assert only(table, 0, 70, 25, radius=1.5)["classification"] == "benign"
+    source = only(table, 0, 30, 30, radius=1.5)  # a real point source: harmless model pixel
+    assert source["classification"] == "benign" and source["dirty_snr"] > 20
+    assert only(table, 0, 25, 70)["classification"] == "confetti"
+    assert result.counts["confetti"] == 1
+
+
+def test_masked_pixels_and_empty_model_channels(tmp_path):
+    sim = simulate_cube(nchan=6, ny=96, nx=96, seed=8, pb_fwhm=80,
+                        lines=[(3, 48, 48, 0.02)], confetti=[(2, 40, 60, 8.0)])
+    assert np.isnan(sim.image[:, 0, 0]).all()
+    assert not sim.model[0].any()
+    result = deconfetti.scan(write_products(sim, tmp_path))
+    table = result.candidates
+    assert only(table, 2, 40, 60)["classification"] == "confetti"
+    assert only(table, 3, 48, 48, radius=1.5)["classification"] == "real"
+    assert np.all(table["pb"] >= 0.2)
+
+
+def test_all_nan_channel_is_skipped(sim, tmp_path):
+    from dataclasses import replace
+
+    image = sim.image.copy()
+    image[1] = np.nan
+    prefix = write_products(replace(sim, image=image), tmp_path)
+    result = deconfetti.scan(prefix)
+    assert np.isnan(result.rms[1]) and np.all(np.isfinite(np.delete(result.rms, 1)))
+    assert not np.any(result.candidates["channel"] == 1)
+
+
+def test_zero_candidates_is_an_empty_table_with_every_column(tmp_path):
+    sim = simulate_cube(nchan=3, ny=48, nx=48, seed=4)
+    result = deconfetti.scan(write_products(sim, tmp_path), threshold=50,
+                             model_threshold=50)
+    assert len(result.candidates) == 0
+    assert result.candidates.colnames == list(COLUMNS)
+    assert result.counts == {"confetti": 0, "benign": 0, "real": 0, "uncertain": 0}
+
+
+def test_parameters_by_name_and_config(sim_fits):
+    assert deconfetti.scan(sim_fits, excess_min=50.0).counts["confetti"] == 0
+    config = Config().replace({"find": {"threshold": 50.0}})
+    result = deconfetti.scan(sim_fits, config=config)
+    assert result.summary["parameters"]["find"]["threshold"] == 50.0
+    with pytest.raises(InputError, match="unknown parameter 'nonsense'"):
+        deconfetti.scan(sim_fits, nonsense=1)
