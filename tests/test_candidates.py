@@ -1,7 +1,7 @@
 import numpy as np
 
 from deconfetti.candidates import (find_candidates, find_model_components, find_spikes,
-                                   link_channels)
+                                   link_channels, near_any, spike_reliability)
 
 
 def test_a_feature_spanning_pixels_is_one_candidate():
@@ -49,3 +49,17 @@ def test_link_keeps_the_stronger_of_adjacent_channels():
     keep = link_channels(channel, y, x, strength, 4.0)
     assert list(keep) == [False, True, True, True]
     assert link_channels(channel[:0], y[:0], x[:0], strength[:0], 4.0).shape == (0,)
+
+
+def test_reliability_from_negative_spikes():
+    strength = np.array([5.0, 5.5, 6.0, 20.0])
+    negative = np.array([5.2, 5.8])
+    np.testing.assert_allclose(spike_reliability(strength, negative),
+                               [1 - 2 / 4, 1 - 1 / 3, 1.0, 1.0])
+    assert spike_reliability(strength, np.zeros(0)).tolist() == [1.0] * 4
+
+
+def test_near_any_needs_space_and_adjacent_channel():
+    hit = near_any(np.array([5, 5, 9]), np.array([10, 40, 10]), np.array([10, 40, 10]),
+                   np.array([4]), np.array([11]), np.array([10]), 3.0)
+    assert hit.tolist() == [True, False, False]

@@ -36,11 +36,9 @@ def test_spectral_contrast_and_edges():
     block = np.zeros((4, 3, 3), np.float32)
     block[1, 1, 1] = 10.0
     block[2, 1, 1] = 4.0
-    out = spectral_contrast(block, slice(0, 4))
-    assert out[1, 1, 1] == pytest.approx(10.0 - 2.0)
-    assert out[0, 1, 1] == pytest.approx(-10.0)  # one neighbour only
-    single = spectral_contrast(block[1:2], slice(0, 1))
-    assert single[0, 1, 1] == 10.0  # a one-plane product: the value itself
+    assert spectral_contrast(block, 1)[1, 1] == pytest.approx(10.0 - 2.0)
+    assert spectral_contrast(block, 0)[1, 1] == pytest.approx(-10.0)  # one neighbour only
+    assert spectral_contrast(block[1:2], 0)[1, 1] == 10.0  # one plane: the value itself
     points = contrast_at(block, np.array([1, 0]), np.array([1, 1]), np.array([1, 1]))
     np.testing.assert_allclose(points, [8.0, -10.0])
 
@@ -49,8 +47,9 @@ def test_neighbour_max_spreads_3x3_of_adjacent_channels():
     block = np.zeros((3, 5, 5), np.float32)
     block[0, 2, 3] = 1.0
     block[2, 0, 0] = 2.0
-    out = neighbour_max(block, slice(1, 2))
-    assert out[0, 1, 2] == 1.0 and out[0, 1, 1] == 2.0 and out[0, 4, 4] == 0.0
+    out = neighbour_max(block, 1)
+    assert out[1, 2] == 1.0 and out[1, 1] == 2.0 and out[4, 4] == 0.0
+    assert not neighbour_max(block[:1], 0).any()
 
 
 def test_ring_offsets_lie_on_the_circle():

@@ -9,6 +9,10 @@ Two kinds of feature start a candidate:
   (a single model pixel of flux S Jy restores to a point of S Jy/beam), above
   ``model_threshold``, at local maxima.
 Model components within ``radius`` of a spike belong to that spike's candidate.
+
+Negative spikes are found the same way; they are not candidates but a model of the
+noise (SoFiA-2's reliability idea): a positive spike is only as reliable as negative
+spikes of the same strength are rare.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-__all__ = ["find_spikes", "find_model_components", "find_candidates", "link_channels"]
+__all__ = ["find_spikes", "find_model_components", "find_candidates", "link_channels",
+           "spike_reliability", "near_any"]
 
 _EIGHT = np.ones((3, 3), dtype=bool)
 
@@ -113,6 +118,42 @@ def link_channels(channel: np.ndarray, y: np.ndarray, x: np.ndarray, strength: n
         weaker = i if strength[i] < strength[j] else j
         keep[weaker] = False
     return keep
+
+
+def near_any(channel: np.ndarray, y: np.ndarray, x: np.ndarray, other_channel: np.ndarray,
+             other_y: np.ndarray, other_x: np.ndarray, radius: float) -> np.ndarray:
+    """True where a point of ``other`` lies within ``radius`` pixels and one channel."""
+    out = np.zeros(len(channel), dtype=bool)
+    if len(channel) == 0 or len(other_channel) == 0:
+        return out
+    tree = cKDTree(np.column_stack([other_y, other_x]).astype(float))
+    for i, hits in enumerate(tree.query_ball_point(np.column_stack([y, x]).astype(float),
+                                                   radius)):
+        out[i] = any(abs(int(other_channel[j]) - int(channel[i])) <= 1 for j in hits)
+    return out
+
+
+def spike_reliability(strength: np.ndarray, negative: np.ndarray) -> np.ndarray:
+    """Fraction of the spikes at least as strong as each one that noise does not explain.
+
+    Parameters
+    ----------
+    strength : ndarray, shape (n,)
+        Positive spikes (rms).
+    negative : ndarray, shape (m,)
+        Strengths (positive numbers, rms) of the negative spikes of the same cube.
+
+    Returns
+    -------
+    ndarray, shape (n,)
+        ``1 - N(negative >= s) / N(positive >= s)``, clipped to [0, 1].
+    """
+    strength = np.asarray(strength, dtype=float)
+    positives = np.sort(strength)
+    negatives = np.sort(np.asarray(negative, dtype=float))
+    n_pos = len(positives) - np.searchsorted(positives, strength, side="left")
+    n_neg = len(negatives) - np.searchsorted(negatives, strength, side="left")
+    return np.clip(1.0 - n_neg / np.maximum(n_pos, 1), 0.0, 1.0)
 
 
 def _suppress(points: np.ndarray, radius: float) -> np.ndarray:

@@ -40,6 +40,10 @@ COLUMNS: dict[str, tuple[str, str | None, str]] = {
     "residual_snr": ("f8", None, "residual at the peak pixel, in rms"),
     "dirty_snr": ("f8", None, "the same one-channel spike in the dirty image (residual + "
                               "psf (*) model), i.e. in the data, in rms; NaN without a psf"),
+    "reliability": ("f8", None, "fraction of image spikes at least this strong that noise "
+                                "does not explain: 1 - N(negative spikes >= spike_snr) / "
+                                "N(positive spikes >= spike_snr) over the cube; NaN for model "
+                                "components"),
     "score": ("f8", None, "unsupported excess: one-channel contrast of image - dirty at the "
                           "peak minus its median on a ring, in rms; NaN without a psf"),
     "classification": ("U9", None, "confetti, benign, real or uncertain"),

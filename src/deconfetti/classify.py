@@ -11,8 +11,9 @@ without a psf) and ``found_by``.
 - benign: otherwise, a model component with no image spike of its own (in a one-plane
   product every candidate is a model component: a continuum point source's single
   model pixel is harmless model confetti);
-- real: otherwise, the data alone show the spike at ``real_min`` or more;
-- uncertain: the rest (faint, or no psf to test against).
+- real: otherwise, the data alone show the spike at ``real_min`` or more and negative
+  spikes as strong are rare (``reliability >= reliability_min``);
+- uncertain: the rest (faint, noise-like, or no psf to test against).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ CLASSES: dict[str, tuple[str, str]] = {
 
 
 def classify(spike_snr: np.ndarray, dirty_snr: np.ndarray, score: np.ndarray,
-             found_by: np.ndarray, *, find: FindConfig,
+             reliability: np.ndarray, found_by: np.ndarray, *, find: FindConfig,
              classify: ClassifyConfig) -> tuple[np.ndarray, np.ndarray]:
     """Class and reason of each candidate.
 
@@ -41,6 +42,8 @@ def classify(spike_snr: np.ndarray, dirty_snr: np.ndarray, score: np.ndarray,
     ----------
     spike_snr, dirty_snr, score : ndarray, shape (n,)
         In rms; ``dirty_snr`` and ``score`` are NaN when there is no psf.
+    reliability : ndarray, shape (n,)
+        Of the image spike (NaN for model components).
     found_by : ndarray of str, shape (n,)
         'spike', 'spike+model' or 'model'.
 
@@ -49,15 +52,17 @@ def classify(spike_snr: np.ndarray, dirty_snr: np.ndarray, score: np.ndarray,
     classification, reason : ndarray of str, shape (n,)
     """
     labels, reasons = [], []
-    for spike, dirty, excess, how in zip(spike_snr, dirty_snr, score, found_by):
-        label, reason = _one(float(spike), float(dirty), float(excess), str(how), find, classify)
+    for spike, dirty, excess, trust, how in zip(spike_snr, dirty_snr, score, reliability,
+                                                found_by):
+        label, reason = _one(float(spike), float(dirty), float(excess), float(trust), str(how),
+                             find, classify)
         labels.append(label)
         reasons.append(reason)
     return np.array(labels, dtype=str), np.array(reasons, dtype=str)
 
 
-def _one(spike: float, dirty: float, excess: float, how: str, find: FindConfig,
-         rules: ClassifyConfig) -> tuple[str, str]:
+def _one(spike: float, dirty: float, excess: float, trust: float, how: str,
+         find: FindConfig, rules: ClassifyConfig) -> tuple[str, str]:
     from_model = how == "model"  # a model component with no image spike of its own
     if not np.isfinite(excess):
         if from_model:
@@ -71,8 +76,12 @@ def _one(spike: float, dirty: float, excess: float, how: str, find: FindConfig,
         return "benign", (f"bright model component, no false source: the data hold what "
                           f"the image shows (image {spike:.1f}, dirty {dirty:.1f}, "
                           f"unsupported {excess:.1f} sigma)")
-    if dirty >= rules.real_min and dirty >= (1 - rules.excess_fraction) * spike:
+    supported = dirty >= rules.real_min and dirty >= (1 - rules.excess_fraction) * spike
+    if supported and trust >= rules.reliability_min:
         return "real", (f"the data show it: dirty {dirty:.1f} sigma for an image spike of "
-                        f"{spike:.1f} sigma (unsupported {excess:.1f})")
+                        f"{spike:.1f} sigma (unsupported {excess:.1f}, reliability {trust:.2f})")
+    if supported:
+        return "uncertain", (f"in the data (dirty {dirty:.1f} sigma) but noise-like: "
+                             f"reliability {trust:.2f} against negative spikes as strong")
     return "uncertain", (f"too faint to tell: image spike {spike:.1f}, dirty {dirty:.1f}, "
                          f"unsupported {excess:.1f} sigma")

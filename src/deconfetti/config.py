@@ -53,6 +53,8 @@ class ClassifyConfig:
     excess_fraction: float = 0.5
     #: real: the dirty image (data) alone shows a one-channel excess of at least this, sigma
     real_min: float = 5.0
+    #: ... and negative spikes as strong are this rare (see the reliability column)
+    reliability_min: float = 0.9
     #: radius of the ring that sets the local background of the excess, in restoring-beam FWHM
     ring_beams: float = 1.5
     #: negative model flux is summed within this radius, in restoring-beam FWHM

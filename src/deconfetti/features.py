@@ -12,44 +12,39 @@ __all__ = ["spectral_contrast", "neighbour_max", "disk", "ring_offsets", "gaussi
            "psf_peak", "psf_convolve", "psf_convolve_at"]
 
 
-def spectral_contrast(block: np.ndarray, core: slice) -> np.ndarray:
-    """Each core channel minus the mean of its adjacent channels in ``block``.
+def spectral_contrast(block: np.ndarray, chan: int) -> np.ndarray:
+    """Channel ``chan`` of ``block`` minus the mean of its adjacent channels.
 
     Parameters
     ----------
     block : ndarray, shape (nread, ny, nx)
         Channels read, including the halo of one channel each side where the cube has one.
-    core : slice
-        The core channels within ``block``.
+    chan : int
+        Index into ``block``.
 
     Returns
     -------
-    ndarray, shape (ncore, ny, nx)
+    ndarray, shape (ny, nx)
         Same unit as ``block``. A channel with no neighbour (a one-plane product) is
         returned unchanged: its contrast is its value.
     """
-    out = np.empty((core.stop - core.start,) + block.shape[1:], dtype=np.float32)
-    for i, chan in enumerate(range(core.start, core.stop)):
-        neighbours = [block[c] for c in (chan - 1, chan + 1) if 0 <= c < len(block)]
-        if neighbours:
-            out[i] = block[chan] - np.mean(neighbours, axis=0)
-        else:
-            out[i] = block[chan]
-    return out
+    neighbours = [c for c in (chan - 1, chan + 1) if 0 <= c < len(block)]
+    if not neighbours:
+        return block[chan].copy()
+    baseline = sum(block[c] for c in neighbours) / np.float32(len(neighbours))
+    return block[chan] - baseline
 
 
-def neighbour_max(block: np.ndarray, core: slice, *, size: int = 3) -> np.ndarray:
-    """Largest value within ``size x size`` pixels in the adjacent channels.
+def neighbour_max(block: np.ndarray, chan: int, *, size: int = 3) -> np.ndarray:
+    """Largest value within ``size x size`` pixels in the channels adjacent to ``chan``.
 
-    Returns an array of shape ``(ncore, ny, nx)``; 0 where a channel has no neighbour.
+    ``block`` is ``(nread, ny, nx)``; returns ``(ny, nx)``, 0 where there is no neighbour.
     """
-    spread = np.stack([ndimage.maximum_filter(np.nan_to_num(p), size=size, mode="constant")
-                       for p in block])
-    out = np.zeros((core.stop - core.start,) + block.shape[1:], dtype=np.float32)
-    for i, chan in enumerate(range(core.start, core.stop)):
-        for c in (chan - 1, chan + 1):
-            if 0 <= c < len(block):
-                out[i] = np.maximum(out[i], spread[c])
+    out = np.zeros(block.shape[1:], dtype=np.float32)
+    for c in (chan - 1, chan + 1):
+        if 0 <= c < len(block):
+            np.maximum(out, ndimage.maximum_filter(np.nan_to_num(block[c]), size=size,
+                                                   mode="constant"), out=out)
     return out
 
 

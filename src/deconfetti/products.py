@@ -47,6 +47,8 @@ class Product:
         Brightness unit as written in the product ('Jy/beam', 'Jy/pixel', '').
     header : astropy.io.fits.Header
         Celestial and spectral WCS keywords (FITS convention, 1-based CRPIX).
+    wcs : astropy.wcs.WCS
+        The same as a WCS (axes x, y[, spectral]).
     beams : list of radio_beam.Beam or None
         Restoring beam per channel, when the product records one.
     tile_depth : int
@@ -61,6 +63,9 @@ class Product:
             self._open_casa()
         else:
             self._open_fits()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # astropy's notes on OBSGEO/MJD fixes
+            self.wcs = WCS(self.header)
 
     # -- CASA image directories (python-casacore) ------------------------------------
     def _open_casa(self) -> None:
@@ -211,8 +216,8 @@ class Products:
 
     @property
     def wcs(self) -> WCS:
-        """Celestial + spectral WCS of the image (FITS axis order x, y[, freq])."""
-        return WCS(self.image.header)
+        """Celestial + spectral WCS of the image (FITS axis order x, y[, spectral])."""
+        return self.image.wcs
 
     @property
     def celestial(self) -> WCS:
@@ -221,13 +226,21 @@ class Products:
 
     @property
     def frequency(self) -> np.ndarray:
-        """Frequency of every channel, Hz, shape ``(nchan,)``; NaN when unknown."""
+        """Frequency of every channel, Hz, shape ``(nchan,)``; NaN when unknown.
+
+        A velocity axis is converted with the rest frequency and Doppler convention
+        the product records.
+        """
         wcs = self.wcs
         if not wcs.has_spectral:
             return np.full(self.nchan, np.nan)
-        spectral = wcs.spectral
-        values = spectral.pixel_to_world_values(np.arange(self.nchan, dtype=float))
-        return np.asarray(values, dtype=float) * u.Unit(spectral.wcs.cunit[0]).to(u.Hz)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            world = wcs.spectral.pixel_to_world(np.arange(self.nchan, dtype=float))
+            try:
+                return np.asarray(world.to_value(u.Hz), dtype=float)
+            except (u.UnitsError, ValueError, AttributeError):
+                return np.full(self.nchan, np.nan)
 
     @property
     def rest_frequency(self) -> float | None:

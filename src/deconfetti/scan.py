@@ -17,7 +17,7 @@ import numpy as np
 from astropy.table import Table
 
 from . import __version__
-from .candidates import find_candidates, link_channels
+from .candidates import find_candidates, find_spikes, link_channels, near_any, spike_reliability
 from .catalog import COLUMNS, empty_catalog, make_catalog
 from .classify import CLASSES, classify
 from .config import Config
@@ -33,7 +33,9 @@ __all__ = ["scan", "scan_block", "ScanResult"]
 log = logging.getLogger(__name__)
 
 _MEASURED = [name for name in COLUMNS if name not in
-             ("id", "ra", "dec", "frequency", "velocity", "classification", "reason")]
+             ("id", "ra", "dec", "frequency", "velocity", "classification", "reason",
+              "reliability")]
+_NEGATIVE = ("channel", "y", "x", "strength")
 
 
 @dataclass
@@ -101,14 +103,16 @@ def scan(products: "Products | str", *, config: Config | None = None,
     log.info("Streaming %d block(s) of up to %d channel(s)", len(blocks), size)
 
     rms = np.full(nchan, np.nan)
-    parts = []
+    parts, negative_parts = [], []
     for done, block in enumerate(blocks, start=1):
-        block_rms, columns = scan_block(products, block, config, fraction)
+        block_rms, columns, negatives = scan_block(products, block, config, fraction)
         rms[block.start:block.stop] = block_rms
         parts.append(columns)
+        negative_parts.append(negatives)
         if progress is not None:
             progress(done, len(blocks))
     columns = {name: np.concatenate([p[name] for p in parts]) for name in _MEASURED}
+    negatives = {name: np.concatenate([p[name] for p in negative_parts]) for name in _NEGATIVE}
     bad = np.flatnonzero(~np.isfinite(rms))
     if bad.size:
         log.warning("%s: %d channel(s) have no valid pixels and were skipped", products.name,
@@ -120,10 +124,14 @@ def scan(products: "Products | str", *, config: Config | None = None,
                          products.beam_pixels[columns["channel"], 0])
     columns = {name: values[keep] for name, values in columns.items()}
 
+    log.info("Reliability of image spikes against %d negative spike(s)",
+             len(negatives["channel"]))
+    columns["reliability"] = _reliability(columns, negatives, products)
+
     log.info("Classifying %d candidate(s)", len(columns["channel"]))
     columns["classification"], columns["reason"] = classify(
-        columns["spike_snr"], columns["dirty_snr"], columns["score"], columns["found_by"],
-        find=config.find, classify=config.classify)
+        columns["spike_snr"], columns["dirty_snr"], columns["score"], columns["reliability"],
+        columns["found_by"], find=config.find, classify=config.classify)
     meta = {"products": products.name, "inputs": products.paths,
             "parameters": config.to_dict()}
     catalog = (make_catalog(columns, products, meta=meta) if len(columns["channel"])
@@ -134,8 +142,8 @@ def scan(products: "Products | str", *, config: Config | None = None,
                       rms=rms)
 
 
-def scan_block(products: Products, block: Block, config: Config,
-               fraction: float) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def scan_block(products: Products, block: Block, config: Config, fraction: float
+               ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Noise, candidates and their measurements for one channel block.
 
     Returns
@@ -144,6 +152,8 @@ def scan_block(products: Products, block: Block, config: Config,
         Jy/beam, for the core channels.
     columns : dict of ndarray
         The measured catalog columns of the block's candidates.
+    negatives : dict of ndarray
+        Negative image spikes: channel, y, x and strength (rms, positive numbers).
     """
     start, stop = block.read_start, block.read_stop
     core = block.core
@@ -162,24 +172,28 @@ def scan_block(products: Products, block: Block, config: Config,
                             width=config.noise.highpass_beams * float(np.mean(beam[core, 0])),
                             fraction=fraction, clip=config.noise.clip,
                             max_samples=config.noise.max_samples)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        spike_snr = spectral_contrast(image, core) / rms[core, None, None]
-        model_snr = ((np.nan_to_num(model[core]) - neighbour_max(model, core))
-                     / rms[core, None, None])
-
     chan, ys, xs, found_by = [], [], [], []
-    for i in range(core.stop - core.start):
-        c = core.start + i
+    negatives = {name: [] for name in _NEGATIVE}
+    for c in range(core.start, core.stop):
         if not np.isfinite(rms[c]):
             continue
+        with np.errstate(invalid="ignore"):
+            spike_snr = spectral_contrast(image, c) / rms[c]
+            model_snr = (np.nan_to_num(model[c]) - neighbour_max(model, c)) / rms[c]
         points, how = find_candidates(
-            spike_snr[i], model_snr[i], valid[c], threshold=config.find.threshold,
+            spike_snr, model_snr, valid[c], threshold=config.find.threshold,
             model_threshold=config.find.model_threshold, radius=float(beam[c, 0]),
             spikes=products.nchan > 1)
         chan.append(np.full(len(points), c))
         ys.append(points[:, 0])
         xs.append(points[:, 1])
         found_by.append(how)
+        if products.nchan > 1:
+            dips = find_spikes(-spike_snr, valid[c], config.find.threshold)
+            negatives["channel"].append(np.full(len(dips), c + start))
+            negatives["y"].append(dips[:, 0])
+            negatives["x"].append(dips[:, 1])
+            negatives["strength"].append(-spike_snr[dips[:, 0], dips[:, 1]])
     chan, ys, xs = (np.concatenate(a).astype(int) if a else np.zeros(0, int)
                     for a in (chan, ys, xs))
     found_by = np.concatenate(found_by) if found_by else np.zeros(0, str)
@@ -197,7 +211,23 @@ def scan_block(products: Products, block: Block, config: Config,
                                  ring_beams=config.classify.ring_beams))
     else:
         columns["dirty_snr"] = columns["score"] = np.full(len(chan), np.nan)
-    return rms[core], columns
+    negatives = {name: np.concatenate(values) if values else np.zeros(0)
+                 for name, values in negatives.items()}
+    return rms[core], columns, negatives
+
+
+def _reliability(columns: dict[str, np.ndarray], negatives: dict[str, np.ndarray],
+                 products: Products) -> np.ndarray:
+    """Reliability of each image spike; negative spikes next to a positive feature (the
+    dip a line leaves in the contrast of its adjacent channels) do not count as noise."""
+    spiky = np.char.startswith(columns["found_by"].astype(str), "spike")
+    radius = float(np.max(products.beam_pixels[:, 0]))
+    noise = ~near_any(negatives["channel"], negatives["y"], negatives["x"],
+                      columns["channel"][spiky], columns["y"][spiky], columns["x"][spiky],
+                      radius)
+    out = np.full(len(spiky), np.nan)
+    out[spiky] = spike_reliability(columns["spike_snr"][spiky], negatives["strength"][noise])
+    return out
 
 
 def summarise(catalog: Table, products: Products, config: Config,

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 __all__ = ["Block", "plan_blocks", "choose_block_channels", "PLANES_PER_CHANNEL",
            "PLANES_FIXED"]
 
-#: float32 planes held per core channel of a block: image, model, residual, pb, psf,
-#: image spike, model spike, spread model
-PLANES_PER_CHANNEL = 8
+#: float32 planes held per core channel of a block: image, model, residual, pb, psf and
+#: the validity mask (bool), rounded up
+PLANES_PER_CHANNEL = 6
 #: float32-plane equivalents held whatever the block size: the halo channels of the five
-#: products and the float64 temporaries of the noise high-pass
-PLANES_FIXED = 20
+#: products and the per-channel feature maps and float64 temporaries
+PLANES_FIXED = 24
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,59 @@
+"""Scan time and peak memory against the time and memory of merely reading the products.
+
+    python benchmarks/scan_speed_memory.py PREFIX [--memory-mb 1024]
+
+Runs, each in a fresh process: (1) the floor: reading image, model and residual in the
+scan's own channel blocks; (2) the scan. Prints wall time, peak RSS and their ratios.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+READ = """
+import resource, sys, time
+import deconfetti
+from deconfetti.stream import plan_blocks, choose_block_channels
+p = deconfetti.open_products(sys.argv[1])
+size = choose_block_channels(p.shape, memory_mb=float(sys.argv[2]), tile_depth=p.image.tile_depth)
+t = time.perf_counter()
+for b in plan_blocks(p.nchan, size):
+    for kind in ("image", "model", "residual"):
+        p.read(kind, b.read_start, b.read_stop)
+print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+SCAN = """
+import resource, sys, time
+import deconfetti
+t = time.perf_counter()
+r = deconfetti.scan(sys.argv[1], memory_mb=float(sys.argv[2]))
+print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, len(r.candidates))
+"""
+
+
+def run(code, prefix, memory):
+    out = subprocess.run([sys.executable, "-c", code, prefix, str(memory)], check=True,
+                         capture_output=True, text=True).stdout.split()
+    return [float(v) for v in out]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("prefix")
+    ap.add_argument("--memory-mb", type=float, default=1024)
+    a = ap.parse_args()
+    run(READ, a.prefix, a.memory_mb)  # warm the page cache
+    read_s, read_mb = run(READ, a.prefix, a.memory_mb)
+    scan_s, scan_mb, count = run(SCAN, a.prefix, a.memory_mb)
+    result = {"read_s": round(read_s, 2), "read_peak_rss_mb": round(read_mb),
+              "scan_s": round(scan_s, 2), "scan_peak_rss_mb": round(scan_mb),
+              "scan_over_read": round(scan_s / read_s, 2), "candidates": int(count),
+              "memory_mb": a.memory_mb}
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""The deconfetti command: paths, formats, outputs and exit codes."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from astropy.table import Table
+from regions import Regions
+
+import deconfetti
+from deconfetti.catalog import COLUMNS
+from deconfetti.cli import main
+
+
+def run(*args):
+    return main([str(a) for a in args])
+
+
+def test_scan_prefix_writes_every_output(sim_casa, tmp_path, capsys):
+    out = tmp_path / "qa"
+    assert run("scan", sim_casa, "--out", out) == 0
+    printed = capsys.readouterr().out
+    assert "2 confetti" in printed and "outputs in" in printed
+    table = Table.read(out / "candidates.ecsv")
+    assert table.colnames == list(COLUMNS)
+    assert str(table["image_peak"].unit) == "Jy / beam"
+    assert table["score"].description == COLUMNS["score"][2]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["confetti"] == 2
+    assert summary["inputs"]["psf"].endswith("cube.psf")
+    assert len(summary["channels"]) == 10 and "rms_jy_beam" in summary["channels"][0]
+    assert summary["parameters"]["find"]["threshold"] == 5.0
+    assert "numpy" in summary["software"]
+    ds9 = Regions.read(out / "confetti.reg", format="ds9")
+    crtf = Regions.read(out / "confetti.crtf", format="crtf")
+    assert len(ds9) == len(crtf) == len(table)
+    red = [r for r in ds9 if "red" in (r.visual.get("color"), r.visual.get("edgecolor"))]
+    assert len(red) == 2
+    assert abs(ds9[0].center.ra.deg - table["ra"][0]) < 1e-6
+    assert not list(out.glob(".*part"))  # no temporary files left
+
+
+def test_default_output_folder_beside_the_products(sim_fits, tmp_path):
+    for path in sim_fits.parent.glob("cube.*.fits"):
+        shutil.copy(path, tmp_path)
+    assert run("scan", tmp_path / "cube.image.fits", "-q") == 0
+    assert (tmp_path / "cube.deconfetti" / "candidates.ecsv").exists()
+
+
+def test_explicit_products(sim_fits, tmp_path):
+    args = ["scan", "--image", f"{sim_fits}.image.fits", "--model", f"{sim_fits}.model.fits",
+            "--residual", f"{sim_fits}.residual.fits", "--psf", f"{sim_fits}.psf.fits",
+            "--out", tmp_path / "o", "-q"]
+    assert run(*args) == 0
+    assert len(Table.read(tmp_path / "o" / "candidates.ecsv")) > 0
+
+
+def test_threshold_and_set_options(sim_fits, tmp_path):
+    assert run("scan", sim_fits, "--out", tmp_path / "a", "--threshold", "50",
+               "--set", "find.model_threshold=50", "-q") == 0
+    assert len(Table.read(tmp_path / "a" / "candidates.ecsv")) == 0
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["parameters"]["find"]["threshold"] == 50.0
+
+
+def test_fail_on_confetti(sim_fits, tmp_path):
+    assert run("scan", sim_fits, "--out", tmp_path / "a", "--fail-on-confetti", "-q") == 3
+    assert run("scan", sim_fits, "--out", tmp_path / "b", "--fail-on-confetti", "-q",
+               "--set", "classify.excess_min=99") == 0
+
+
+def test_existing_outputs_need_overwrite(sim_fits, tmp_path, capsys):
+    out = tmp_path / "o"
+    assert run("scan", sim_fits, "--out", out, "-q") == 0
+    assert run("scan", sim_fits, "--out", out, "-q") == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert run("scan", sim_fits, "--out", out, "-q", "--overwrite") == 0
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    assert run("scan", tmp_path / "nothing") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "nothing" in err and "Traceback" not in err
+    assert run("scan", "--image", tmp_path / "x.image") == 2
+    assert run("scan", tmp_path, "--set", "find.bogus=1") == 2
+
+
+def test_continuum_products_by_any_name(tmp_path):
+    from deconfetti.simulate import simulate_cube, write_products
+
+    sim = simulate_cube(nchan=1, ny=64, nx=64, seed=2, benign=[(0, 30, 30, 0.02)])
+    prefix = write_products(sim, tmp_path, "cont", fmt="fits", suffix=".tt0")
+    assert run("scan", f"{prefix}.model.tt0.fits", "--out", tmp_path / "o", "-q") == 0
+    table = Table.read(tmp_path / "o" / "candidates.ecsv")
+    assert set(table["classification"]) == {"benign"}
+
+
+def test_config_command_prints_a_valid_default_file(capsys, tmp_path):
+    assert run("config") == 0
+    text = capsys.readouterr().out
+    path = tmp_path / "params.toml"
+    path.write_text(text)
+    from deconfetti.config import Config, load_config
+
+    assert load_config(path) == Config()
+
+
+def test_console_script_runs_without_traceback(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "deconfetti.cli", "scan", str(tmp_path / "x")],
+                          capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.startswith("deconfetti: error:") and "Traceback" not in done.stderr
+
+
+def test_path_with_spaces_and_non_ascii(sim_fits, tmp_path):
+    folder = tmp_path / "my cubes ñ"
+    folder.mkdir()
+    for path in sim_fits.parent.glob("cube.*.fits"):
+        shutil.copy(path, folder / path.name.replace("cube", "G008 ü"))
+    assert run("scan", folder / "G008 ü", "-q") == 0
+    assert (folder / "G008 ü.deconfetti" / "confetti.reg").exists()
