@@ -2,8 +2,9 @@
 
     python benchmarks/scan_speed_memory.py PREFIX [--memory-mb 1024]
 
-Runs, each in a fresh process: (1) the floor: reading image, model and residual in the
-scan's own channel blocks; (2) the scan. Prints wall time, peak RSS and their ratios.
+Runs, each in a fresh process: (1) the floor: reading every product the scan reads
+(image, model, residual, pb, psf) in the scan's own channel blocks; (2) the scan.
+Prints wall time, peak RSS and their ratio (warm page cache: the floor runs twice first).
 """
 
 import argparse
@@ -20,8 +21,9 @@ p = deconfetti.open_products(sys.argv[1])
 size = choose_block_channels(p.shape, memory_mb=float(sys.argv[2]), tile_depth=p.image.tile_depth)
 t = time.perf_counter()
 for b in plan_blocks(p.nchan, size):
-    for kind in ("image", "model", "residual"):
-        p.read(kind, b.read_start, b.read_stop)
+    for kind in ("image", "model", "residual", "pb", "psf"):
+        if getattr(p, kind) is not None:
+            p.read(kind, b.read_start, b.read_stop)
 print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
 

@@ -82,7 +82,11 @@ def test_casa_and_fits_products_give_the_same_catalog(sim_scan, sim_casa):
 
 @pytest.mark.parametrize("block_channels", [1, 3, 4])
 def test_block_size_does_not_change_the_result(sim_fits, sim_scan, block_channels):
-    table = deconfetti.scan(sim_fits, block_channels=block_channels).candidates
+    calls = []
+    table = deconfetti.scan(sim_fits, block_channels=block_channels,
+                            progress=lambda done, total: calls.append((done, total))).candidates
+    blocks = -(-10 // block_channels)
+    assert calls == [(i, blocks) for i in range(1, blocks + 1)]
     assert len(table) == len(sim_scan.candidates)
     for name in ("channel", "x", "y", "classification", "score"):
         np.testing.assert_array_equal(table[name], sim_scan.candidates[name])
@@ -90,7 +94,8 @@ def test_block_size_does_not_change_the_result(sim_fits, sim_scan, block_channel
 
 def test_without_psf_the_scan_runs_and_is_cautious(sim, tmp_path):
     prefix = write_products(sim, tmp_path, kinds=("image", "model", "residual", "pb"))
-    result = deconfetti.scan(prefix)
+    with pytest.warns(deconfetti.DeconfettiWarning, match="no psf"):
+        result = deconfetti.scan(prefix)
     table = result.candidates
     assert result.counts["confetti"] == 0 and result.counts["real"] == 0
     assert np.all(np.isnan(table["score"]))
@@ -134,7 +139,8 @@ def test_all_nan_channel_is_skipped(sim, tmp_path):
     image = sim.image.copy()
     image[1] = np.nan
     prefix = write_products(replace(sim, image=image), tmp_path)
-    result = deconfetti.scan(prefix)
+    with pytest.warns(deconfetti.DeconfettiWarning, match="1 channel"):
+        result = deconfetti.scan(prefix)
     assert np.isnan(result.rms[1]) and np.all(np.isfinite(np.delete(result.rms, 1)))
     assert not np.any(result.candidates["channel"] == 1)
 

@@ -43,13 +43,17 @@ def find_spikes(spike_snr: np.ndarray, valid: np.ndarray, threshold: float) -> n
     ndarray of int, shape (n, 2)
         ``(y, x)`` of each group's peak.
     """
-    above = valid & (np.nan_to_num(spike_snr, nan=-np.inf) >= threshold)
+    with np.errstate(invalid="ignore"):
+        above = valid & (spike_snr >= threshold)  # NaN compares False
     labels, count = ndimage.label(above, structure=_EIGHT)
     if count == 0:
         return np.empty((0, 2), dtype=int)
-    peaks = ndimage.maximum_position(np.where(above, spike_snr, -np.inf), labels,
-                                     np.arange(1, count + 1))
-    return np.array(peaks, dtype=int).reshape(-1, 2)
+    # the brightest pixel of each group: sort the (few) pixels above threshold
+    index = np.flatnonzero(above)
+    group = labels.ravel()[index]
+    order = np.lexsort((-spike_snr.ravel()[index], group))
+    first = order[np.r_[True, group[order][1:] != group[order][:-1]]]
+    return np.column_stack(np.unravel_index(index[first], spike_snr.shape)).astype(int)
 
 
 def find_model_components(model_snr: np.ndarray, valid: np.ndarray, threshold: float,
@@ -58,9 +62,17 @@ def find_model_components(model_snr: np.ndarray, valid: np.ndarray, threshold: f
 
     Returns ``(y, x)`` as an int array of shape ``(n, 2)``, brightest first.
     """
-    snr = np.nan_to_num(model_snr, nan=-np.inf)
-    peak = (snr == ndimage.maximum_filter(snr, size=3, mode="constant", cval=-np.inf))
-    ys, xs = np.nonzero(valid & peak & (snr >= threshold))
+    snr = model_snr
+    with np.errstate(invalid="ignore"):
+        ys, xs = np.nonzero(valid & (snr >= threshold))
+    padded = np.pad(snr, 1, constant_values=-np.inf)
+    padded[np.isnan(padded)] = -np.inf
+    peak = np.ones(len(ys), dtype=bool)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            if dy or dx:
+                peak &= snr[ys, xs] >= padded[ys + 1 + dy, xs + 1 + dx]
+    ys, xs = ys[peak], xs[peak]
     order = np.argsort(-snr[ys, xs], kind="stable")
     points = np.column_stack([ys[order], xs[order]])
     return _suppress(points, radius)

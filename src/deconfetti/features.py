@@ -5,10 +5,12 @@ All arrays are numpy ``[chan, y, x]`` or ``[y, x]``; nothing here reads files.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from scipy import ndimage, signal
 
-__all__ = ["spectral_contrast", "neighbour_max", "disk", "ring_offsets", "gaussian_beam",
+__all__ = ["spectral_contrast", "neighbour_max", "spread_max", "disk", "ring_offsets", "gaussian_beam",
            "psf_peak", "psf_convolve", "psf_convolve_at"]
 
 
@@ -35,25 +37,36 @@ def spectral_contrast(block: np.ndarray, chan: int) -> np.ndarray:
     return block[chan] - baseline
 
 
-def neighbour_max(block: np.ndarray, chan: int, *, size: int = 3) -> np.ndarray:
-    """Largest value within ``size x size`` pixels in the channels adjacent to ``chan``.
+def neighbour_max(spread: list, chan: int) -> np.ndarray | np.float32:
+    """Largest of ``spread[chan - 1]`` and ``spread[chan + 1]``.
 
-    ``block`` is ``(nread, ny, nx)``; returns ``(ny, nx)``, 0 where there is no neighbour.
+    ``spread`` holds, per channel of a block, the model's 3x3 maximum filter (`spread_max`)
+    or None for channels not needed; returns ``(ny, nx)``, or 0 when ``chan`` has no
+    neighbour (a one-plane product).
     """
-    out = np.zeros(block.shape[1:], dtype=np.float32)
-    for c in (chan - 1, chan + 1):
-        if 0 <= c < len(block):
-            np.maximum(out, ndimage.maximum_filter(np.nan_to_num(block[c]), size=size,
-                                                   mode="constant"), out=out)
-    return out
+    planes = [spread[c] for c in (chan - 1, chan + 1) if 0 <= c < len(spread)]
+    if not planes:
+        return np.float32(0.0)
+    return np.maximum(planes[0], planes[-1])
+
+
+def spread_max(plane: np.ndarray, *, size: int = 3) -> np.ndarray:
+    """``size x size`` maximum filter of one plane (zero outside)."""
+    return ndimage.maximum_filter(plane, size=size, mode="constant")
+
+
+@functools.lru_cache(maxsize=64)
+def _disk(r: float) -> np.ndarray:
+    n = int(np.floor(r))
+    yy, xx = np.mgrid[-n:n + 1, -n:n + 1]
+    footprint = yy ** 2 + xx ** 2 <= r * r
+    footprint.flags.writeable = False
+    return footprint
 
 
 def disk(radius: float) -> np.ndarray:
-    """Boolean footprint of a disk of ``radius`` pixels (at least the 3x3 cross)."""
-    r = max(1.0, float(radius))
-    n = int(np.floor(r))
-    yy, xx = np.mgrid[-n:n + 1, -n:n + 1]
-    return yy ** 2 + xx ** 2 <= r * r
+    """Boolean footprint of a disk of ``radius`` pixels (at least the 3x3 cross); read-only."""
+    return _disk(round(max(1.0, float(radius)), 3))
 
 
 def ring_offsets(radius: float, count: int = 16) -> np.ndarray:
@@ -101,9 +114,9 @@ def psf_convolve_at(model: np.ndarray, psf: np.ndarray, ys: np.ndarray,
     Parameters
     ----------
     model : ndarray, shape (ny, nx)
-        CLEAN model, Jy/pixel.
+        CLEAN model, Jy/pixel (NaN pixels count as 0).
     psf : ndarray, shape (pny, pnx)
-        Dirty beam of the same channel, peak 1 (the psf is centred on its maximum).
+        Dirty beam of the same channel, peak 1, finite (centred on its maximum).
     ys, xs : ndarray of int, shape (npoint,)
         Pixels where the convolution is wanted.
 
@@ -120,14 +133,13 @@ def psf_convolve_at(model: np.ndarray, psf: np.ndarray, ys: np.ndarray,
     """
     ys = np.asarray(ys, dtype=np.intp)
     xs = np.asarray(xs, dtype=np.intp)
-    plane = np.nan_to_num(np.asarray(model, dtype=np.float64))
-    kernel = np.nan_to_num(np.asarray(psf, dtype=np.float64))
+    kernel = psf
     py, px = psf_peak(kernel)
-    jy, jx = np.nonzero(plane)
-    values = plane[jy, jx]
-    npix = plane.size + kernel.size
+    jy, jx = np.nonzero(np.isfinite(model) & (model != 0))
+    values = model[jy, jx].astype(np.float64)
+    npix = model.size + kernel.size
     if ys.size * values.size > 20 * npix * np.log2(max(npix, 2)):
-        return psf_convolve(plane, kernel)[ys, xs]
+        return psf_convolve(model, kernel)[ys, xs]
     out = np.zeros(ys.size)
     pny, pnx = kernel.shape
     step = max(1, int(4_000_000 // max(values.size, 1)))

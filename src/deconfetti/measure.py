@@ -117,7 +117,7 @@ def data_test(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, image: np.nda
     """
     ny, nx = image.shape[1:]
     nread = len(image)
-    points, cores = [], []
+    points = []
     for c, y, x in zip(chan, ys, xs):
         ring = ring_offsets(ring_beams * beam[c, 0]) + (y, x)
         ring = ring[(ring[:, 0] >= 0) & (ring[:, 0] < ny) & (ring[:, 1] >= 0) & (ring[:, 1] < nx)]
@@ -139,9 +139,8 @@ def data_test(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, image: np.nda
             values[sel] = image[c, py[sel], px[sel]] - residual[c, py[sel], px[sel]] - conv
         unsupported[step] = values
     neighbours = np.array([unsupported[-1], unsupported[1]])
-    has = np.isfinite(neighbours).any(axis=0)
-    with np.errstate(invalid="ignore"):
-        mean = np.where(has, np.nanmean(np.where(has, neighbours, 0.0), axis=0), 0.0)
+    count = np.isfinite(neighbours).sum(axis=0)
+    mean = np.nansum(neighbours, axis=0) / np.maximum(count, 1)  # 0 without neighbours
     local = unsupported[0] - mean  # one-channel contrast of image - dirty
     centre = local[starts] if len(starts) else np.empty(0)
     background = np.array([_finite_median(local[s + 1:s + n]) for s, n in zip(starts, sizes)])

@@ -22,8 +22,8 @@ def highpass(plane: np.ndarray, valid: np.ndarray, width: float) -> np.ndarray:
 
     Invalid pixels are left out of the smoothing (normalised convolution) and come out NaN.
     """
-    filled = np.where(valid, plane, 0.0).astype(np.float64)
-    weight = ndimage.gaussian_filter(valid.astype(np.float64), width, mode="constant")
+    filled = np.where(valid, plane, 0.0).astype(np.float32)
+    weight = ndimage.gaussian_filter(valid.astype(np.float32), width, mode="constant")
     smooth = ndimage.gaussian_filter(filled, width, mode="constant")
     with np.errstate(invalid="ignore", divide="ignore"):
         out = plane - smooth / weight

@@ -99,7 +99,7 @@ class Product:
         self.beams = _casa_beams(info.get("restoringbeam") or info.get("perplanebeams"),
                                  nchan, self.path)
         self.object_name = str(info.get("objectname", ""))
-        self.tile_depth = _casa_tile_depth(self.path, self._axes[0], self._ndim)
+        self.tile_depth, self._masked = _casa_storage(self.path, self._axes[0], self._ndim)
         self._read = self._read_casa
 
     def _read_casa(self, start: int, stop: int) -> np.ndarray:
@@ -111,8 +111,8 @@ class Product:
         if stokes_axis is not None:
             trc[stokes_axis] = 0
         data = np.asarray(self._casa.getdata(blc, trc), dtype=np.float32)
-        mask = np.asarray(self._casa.getmask(blc, trc))
-        if mask.any():
+        if self._masked:
+            mask = np.asarray(self._casa.getmask(blc, trc))
             data[mask] = np.nan
         return _to_chan_y_x(data, self._axes)
 
@@ -496,28 +496,29 @@ def _fits_beams(hdul: fits.HDUList, header: fits.Header, nchan: int,
     return None
 
 
-def _casa_tile_depth(path: Path, chan_axis: int | None, ndim: int) -> int:
-    if chan_axis is None:
-        return 1
-    try:
-        from casacore.tables import table
+def _casa_storage(path: Path, chan_axis: int | None, ndim: int) -> tuple[int, bool]:
+    """Channels per storage tile, and whether the image has a default pixel mask."""
+    from casacore.tables import table
 
+    depth, masked = 1, True
+    try:
         with table(str(path), ack=False) as tab:
+            masked = bool(tab.getkeywords().get("Image_defaultmask", ""))
             info = tab.getdminfo()
         for manager in info.values():
-            cubes = manager.get("SPEC", {}).get("HYPERCUBES", {})
-            for cube in cubes.values():
-                tile = list(cube["TileShape"])  # FITS axis order
-                return max(1, int(tile[ndim - 1 - chan_axis]))
+            for cube in manager.get("SPEC", {}).get("HYPERCUBES", {}).values():
+                if chan_axis is not None:
+                    depth = max(1, int(list(cube["TileShape"])[ndim - 1 - chan_axis]))
+                break
     except (RuntimeError, KeyError, IndexError, TypeError):
         pass
-    return 1
+    return depth, masked
 
 
 def _to_chan_y_x(data: np.ndarray, axes: tuple) -> np.ndarray:
     chan_axis, stokes_axis, y_axis, x_axis = axes
     if stokes_axis is not None:
-        data = np.take(data, 0, axis=stokes_axis)
+        data = data[(slice(None),) * stokes_axis + (0,)]  # a view, not a copy
         shift = lambda a: a - 1 if a is not None and a > stokes_axis else a  # noqa: E731
         chan_axis, y_axis, x_axis = shift(chan_axis), shift(y_axis), shift(x_axis)
     if chan_axis is None:

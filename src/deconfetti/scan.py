@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import logging
 import platform
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -21,8 +22,8 @@ from .candidates import find_candidates, find_spikes, link_channels, near_any, s
 from .catalog import COLUMNS, empty_catalog, make_catalog
 from .classify import CLASSES, classify
 from .config import Config
-from .errors import InputError
-from .features import neighbour_max, spectral_contrast
+from .errors import DeconfettiWarning, InputError
+from .features import neighbour_max, spectral_contrast, spread_max
 from .measure import data_test, measure_candidates
 from .noise import channel_rms, highpass_fraction
 from .products import Products, open_products
@@ -92,8 +93,8 @@ def scan(products: "Products | str", *, config: Config | None = None,
     log.info("Products: %s, %d channels of %d x %d pixels%s", products.name, nchan,
              products.shape[2], products.shape[1], "" if products.psf else " (no psf)")
     if products.psf is None:
-        log.warning("%s: no psf; the data test is skipped and spikes are classified "
-                    "'uncertain'", products.name)
+        warnings.warn(f"{products.name}: no psf; the data test is skipped, nothing is called "
+                      "confetti or real", DeconfettiWarning, stacklevel=2)
 
     log.info("Measuring noise: high-pass fraction")
     fraction = _highpass_fraction(products, config)
@@ -115,8 +116,8 @@ def scan(products: "Products | str", *, config: Config | None = None,
     negatives = {name: np.concatenate([p[name] for p in negative_parts]) for name in _NEGATIVE}
     bad = np.flatnonzero(~np.isfinite(rms))
     if bad.size:
-        log.warning("%s: %d channel(s) have no valid pixels and were skipped", products.name,
-                    bad.size)
+        warnings.warn(f"{products.name}: {bad.size} channel(s) have no valid pixels and were "
+                      f"skipped (first: {bad[0]})", DeconfettiWarning, stacklevel=2)
 
     log.info("Linking candidates across channels")
     keep = link_channels(columns["channel"], columns["y"], columns["x"],
@@ -158,7 +159,7 @@ def scan_block(products: Products, block: Block, config: Config, fraction: float
     start, stop = block.read_start, block.read_stop
     core = block.core
     image = products.read("image", start, stop)
-    model = products.read("model", start, stop)
+    model = np.nan_to_num(products.read("model", start, stop), copy=False)
     residual = products.read("residual", start, stop)
     valid = np.isfinite(image) & np.isfinite(residual)
     pb = products.read("pb", start, stop) if products.pb is not None else None
@@ -174,12 +175,18 @@ def scan_block(products: Products, block: Block, config: Config, fraction: float
                             max_samples=config.noise.max_samples)
     chan, ys, xs, found_by = [], [], [], []
     negatives = {name: [] for name in _NEGATIVE}
+    spread = [None] * len(model)  # 3x3 maxima of the model, each plane filtered once
     for c in range(core.start, core.stop):
         if not np.isfinite(rms[c]):
             continue
+        for n in (c - 1, c + 1):
+            if 0 <= n < len(model) and spread[n] is None:
+                spread[n] = spread_max(model[n])
+        if c - 2 >= 0:
+            spread[c - 2] = None
         with np.errstate(invalid="ignore"):
             spike_snr = spectral_contrast(image, c) / rms[c]
-            model_snr = (np.nan_to_num(model[c]) - neighbour_max(model, c)) / rms[c]
+            model_snr = (model[c] - neighbour_max(spread, c)) / rms[c]
         points, how = find_candidates(
             spike_snr, model_snr, valid[c], threshold=config.find.threshold,
             model_threshold=config.find.model_threshold, radius=float(beam[c, 0]),
@@ -205,7 +212,7 @@ def scan_block(products: Products, block: Block, config: Config, fraction: float
                                       beam_major=beam[:, 0],
                                       bowl_beams=config.classify.bowl_beams))
     if products.psf is not None and len(chan):
-        psf = products.read("psf", start, stop)
+        psf = np.nan_to_num(products.read("psf", start, stop), copy=False)
         columns.update(data_test(chan, ys, xs, image=image, model=model, residual=residual,
                                  psf=psf, rms=rms, beam=beam,
                                  ring_beams=config.classify.ring_beams))
