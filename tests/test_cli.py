@@ -5,12 +5,9 @@ import shutil
 import subprocess
 import sys
 
-import numpy as np
-import pytest
 from astropy.table import Table
 from regions import Regions
 
-import deconfetti
 from deconfetti.catalog import COLUMNS
 from deconfetti.cli import main
 

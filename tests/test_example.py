@@ -32,9 +32,9 @@ def test_no_false_confetti_and_no_real_source_flagged(example_scan):
     confetti = table[table["classification"] == "confetti"]
     radius = beam_major(example_scan)
     for row in confetti:
-        assert any(abs(int(l["channel"]) - row["channel"]) <= 1
-                   and np.hypot(float(l["x"]) - row["x"], float(l["y"]) - row["y"]) <= radius
-                   and l["cls"] == "confetti" for l in LABELS), f"false confetti {row}"
+        assert any(abs(int(lab["channel"]) - row["channel"]) <= 1
+                   and np.hypot(float(lab["x"]) - row["x"], float(lab["y"]) - row["y"]) <= radius
+                   and lab["cls"] == "confetti" for lab in LABELS), f"false confetti {row}"
     for source in REAL:
         lo, hi = int(source["chan_lo"]), int(source["chan_hi"])
         hits = near(confetti, (lo + hi) / 2, float(source["y"]), float(source["x"]),

@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-from scipy import ndimage
 
 from deconfetti.noise import channel_rms, highpass, highpass_fraction, robust_rms
 from deconfetti.simulate import uv_weights
@@ -67,3 +66,23 @@ def test_robust_rms_clips_outliers():
     values = np.concatenate([rng.normal(0, 1, 10000), np.full(500, 50.0)])
     assert robust_rms(values) == pytest.approx(1.0, rel=0.05)
     assert np.isnan(robust_rms(np.array([1.0, np.nan])))
+
+
+def test_spike_rms_follows_channel_correlation():
+    from deconfetti.noise import spike_rms
+
+    rng = np.random.default_rng(3)
+    white = rng.normal(0, 1.0, (8, 128, 128)).astype(np.float32)
+    valid = np.ones_like(white, bool)
+    independent = spike_rms(white, valid, slice(1, 7))
+    np.testing.assert_allclose(independent, np.sqrt(1.5), rtol=0.05)
+    # Hanning smoothing along frequency correlates adjacent channels: the spike is quieter
+    hanning = (0.25 * white[:-2] + 0.5 * white[1:-1] + 0.25 * white[2:])
+    hanning /= hanning.std()
+    assert np.all(spike_rms(hanning, valid[:6], slice(1, 5)) < 0.8 * np.sqrt(1.5))
+    # a spectrally smooth emission blob cancels in the spike map
+    yy, xx = np.mgrid[:128, :128]
+    blob = 20 * np.exp(-((yy - 64) ** 2 + (xx - 64) ** 2) / 400.0)
+    smooth = white + blob * np.linspace(1, 1.2, 8)[:, None, None]
+    np.testing.assert_allclose(spike_rms(smooth, valid, slice(1, 7)), independent, rtol=0.05)
+    assert np.isnan(spike_rms(white[:1], valid[:1], slice(0, 1))).all()

@@ -29,17 +29,19 @@ COLUMNS: dict[str, tuple[str, str | None, str]] = {
     "frequency": ("f8", "Hz", "frequency of the channel"),
     "velocity": ("f8", "km / s", "radio velocity c (1 - f / f_rest); NaN without a rest frequency"),
     "rms": ("f8", "Jy / beam", "thermal noise of the channel (high-passed residual, robust)"),
+    "spike_rms": ("f8", "Jy / beam", "noise of the one-channel spike: robust rms of the "
+                                     "residual's channel contrast (= rms in one-plane products)"),
     "image_peak": ("f8", "Jy / beam", "restored image at the peak pixel"),
     "image_snr": ("f8", None, "image_peak / rms"),
     "spike_snr": ("f8", None, "one-channel image spike: image minus the mean of the adjacent "
-                              "channels, in rms"),
+                              "channels, in spike_rms (the image itself in one-plane products)"),
     "model_peak": ("f8", "Jy / pix", "brightest model pixel within half a beam FWHM"),
     "model_peak_beam": ("f8", "Jy / beam", "model_peak times pixels per beam"),
     "negative_flux": ("f8", "Jy", "sum of the negative model components within bowl_beams "
                                   "beam FWHM (the negative bowl)"),
     "residual_snr": ("f8", None, "residual at the peak pixel, in rms"),
     "dirty_snr": ("f8", None, "the same one-channel spike in the dirty image (residual + "
-                              "psf (*) model), i.e. in the data, in rms; NaN without a psf"),
+                              "psf (*) model), i.e. in the data, in spike_rms; NaN without a psf"),
     "reliability": ("f8", None, "fraction of image spikes at least this strong that noise "
                                 "does not explain: 1 - N(negative spikes >= spike_snr) / "
                                 "N(positive spikes >= spike_snr) over the cube; NaN for model "

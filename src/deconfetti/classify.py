@@ -1,13 +1,13 @@
 """Classes and the rules that assign them: one registry, one function.
 
-The rules read four numbers per candidate, all in units of the channel rms:
-``spike_snr`` (the one-channel image spike; in a one-plane product, the image itself),
-``dirty_snr`` (the same in the dirty image, i.e. in the data), ``score`` (the
-unsupported excess: what the model puts into the image beyond what the data demand; NaN
-without a psf) and ``found_by``.
+The rules read, per candidate: ``spike_snr`` (significance of the one-channel image
+spike; in a one-plane product, of the image itself), ``dirty_snr`` (the same spike in the
+dirty image, i.e. in the data), ``score`` (the unsupported excess, in channel rms: what
+the model puts into the image beyond what the data demand; NaN without a psf),
+``reliability`` and ``found_by``.
 
-- confetti: the unsupported excess reaches ``excess_min`` and is at least
-  ``excess_fraction`` of the image spike;
+- confetti: the unsupported excess reaches ``excess_min`` and the data hold at most
+  ``1 - excess_fraction`` of the image spike;
 - benign: otherwise, a model component with no image spike of its own (in a one-plane
   product every candidate is a model component: a continuum point source's single
   model pixel is harmless model confetti);
@@ -40,8 +40,10 @@ def classify(spike_snr: np.ndarray, dirty_snr: np.ndarray, score: np.ndarray,
 
     Parameters
     ----------
-    spike_snr, dirty_snr, score : ndarray, shape (n,)
-        In rms; ``dirty_snr`` and ``score`` are NaN when there is no psf.
+    spike_snr, dirty_snr : ndarray, shape (n,)
+        In units of the spike noise; ``dirty_snr`` is NaN when there is no psf.
+    score : ndarray, shape (n,)
+        In channel rms; NaN when there is no psf.
     reliability : ndarray, shape (n,)
         Of the image spike (NaN for model components).
     found_by : ndarray of str, shape (n,)
@@ -69,7 +71,7 @@ def _one(spike: float, dirty: float, excess: float, trust: float, how: str,
             return "benign", (f"bright model component; image {spike:.1f} sigma there; "
                               "no psf to test it against the data")
         return "uncertain", f"{spike:.1f} sigma image spike; no psf to test it against the data"
-    if excess >= rules.excess_min and excess >= rules.excess_fraction * spike:
+    if excess >= rules.excess_min and dirty <= (1 - rules.excess_fraction) * spike:
         return "confetti", (f"{excess:.1f} sigma of the image is not in the data "
                             f"(image spike {spike:.1f}, dirty {dirty:.1f} sigma)")
     if from_model:

@@ -35,7 +35,8 @@ class NoiseConfig:
 class FindConfig:
     """Candidate finding."""
 
-    #: one-channel image spike (contrast against the adjacent channels), in sigma
+    #: one-channel image spike (contrast against the adjacent channels), in units of its
+    #: own noise (the residual's channel contrast); the image itself in one-plane products
     threshold: float = 5.0
     #: a model component whose restored point alone would reach this many sigma is a candidate
     model_threshold: float = 3.0
@@ -47,11 +48,11 @@ class FindConfig:
 class ClassifyConfig:
     """The data test and the class rules."""
 
-    #: confetti: the image excess not demanded by the data (image minus dirty) reaches this, sigma
+    #: confetti: the image excess not demanded by the data (image minus dirty) reaches this, rms
     excess_min: float = 3.5
-    #: ... and is at least this fraction of the image spike
+    #: ... and the data hold at most (1 - this) of the image spike
     excess_fraction: float = 0.5
-    #: real: the dirty image (data) alone shows a one-channel excess of at least this, sigma
+    #: real: the dirty image (data) alone shows a one-channel spike of this significance
     real_min: float = 5.0
     #: ... and negative spikes as strong are this rare (see the reliability column)
     reliability_min: float = 0.9
@@ -178,7 +179,7 @@ def _field_comments(cls: type) -> dict[str, str]:
     for line in inspect.getsource(cls).splitlines():
         text = line.strip()
         if text.startswith("#:"):
-            pending = text[2:].strip()
+            pending = f"{pending} {text[2:].strip()}" if pending else text[2:].strip()
         elif pending and ":" in text:
             comments[text.split(":")[0].strip()] = pending
             pending = None

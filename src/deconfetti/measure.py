@@ -38,8 +38,8 @@ def contrast_at(block: np.ndarray, chan: np.ndarray, ys: np.ndarray,
 
 def measure_candidates(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, *,
                        image: np.ndarray, model: np.ndarray, residual: np.ndarray,
-                       rms: np.ndarray, pixels_per_beam: np.ndarray, beam_major: np.ndarray,
-                       bowl_beams: float) -> dict[str, np.ndarray]:
+                       rms: np.ndarray, spike_rms: np.ndarray, pixels_per_beam: np.ndarray,
+                       beam_major: np.ndarray, bowl_beams: float) -> dict[str, np.ndarray]:
     """Image, model and residual measurements of candidates in one block.
 
     Parameters
@@ -50,23 +50,25 @@ def measure_candidates(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, *,
         Jy/beam.
     model : ndarray, shape (nread, ny, nx)
         Jy/pixel.
-    rms, pixels_per_beam, beam_major : ndarray, shape (nread,)
-        Channel rms (Jy/beam), beam area in pixels, beam major FWHM in pixels.
+    rms, spike_rms, pixels_per_beam, beam_major : ndarray, shape (nread,)
+        Channel rms and spike noise (Jy/beam), beam area in pixels, beam major FWHM
+        in pixels.
     bowl_beams : float
         Radius within which negative model flux is summed, beam FWHM.
 
     Returns
     -------
     dict of ndarray, shape (n,)
-        ``rms`` (Jy/beam), ``image_peak`` (Jy/beam), ``image_snr``, ``spike_snr``,
-        ``residual_snr``, ``model_peak`` (Jy/pixel), ``model_peak_beam`` (Jy/beam),
+        ``rms``, ``spike_rms`` (Jy/beam), ``image_peak`` (Jy/beam), ``image_snr``,
+        ``spike_snr`` (in spike_rms), ``residual_snr``, ``model_peak`` (Jy/pixel), ``model_peak_beam`` (Jy/beam),
         ``negative_flux`` (Jy).
     """
     sigma = rms[chan]
     out = {
         "rms": sigma,
+        "spike_rms": spike_rms[chan],
         "image_peak": image[chan, ys, xs].astype(np.float64),
-        "spike_snr": contrast_at(image, chan, ys, xs) / sigma,
+        "spike_snr": contrast_at(image, chan, ys, xs) / spike_rms[chan],
         "residual_snr": residual[chan, ys, xs] / sigma,
     }
     out["image_snr"] = out["image_peak"] / sigma
@@ -84,7 +86,8 @@ def measure_candidates(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, *,
 
 def data_test(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, image: np.ndarray,
               model: np.ndarray, residual: np.ndarray, psf: np.ndarray, rms: np.ndarray,
-              beam: np.ndarray, ring_beams: float) -> dict[str, np.ndarray]:
+              spike_rms: np.ndarray, beam: np.ndarray,
+              ring_beams: float) -> dict[str, np.ndarray]:
     """Compare the restored image with the dirty image at each candidate.
 
     Parameters
@@ -93,8 +96,8 @@ def data_test(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, image: np.nda
         As in `measure_candidates`.
     image, model, residual, psf : ndarray, shape (nread, ny, nx)
         The block's products (psf peak 1, centred on its maximum).
-    rms : ndarray, shape (nread,)
-        Channel rms, Jy/beam.
+    rms, spike_rms : ndarray, shape (nread,)
+        Channel rms and spike noise, Jy/beam.
     beam : ndarray, shape (nread, 3)
         Restoring beam per channel: major and minor FWHM (pixels), PA (deg).
     ring_beams : float
@@ -103,7 +106,8 @@ def data_test(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, image: np.nda
     Returns
     -------
     dict of ndarray, shape (n,)
-        ``dirty_snr``: one-channel contrast of the dirty image at the candidate, rms;
+        ``dirty_snr``: one-channel contrast of the dirty image at the candidate, in
+        spike_rms;
         ``score``: unsupported excess, rms: the contrast of ``image - dirty`` at the
         candidate, or that minus its median on the ring, whichever is smaller.
 
@@ -144,10 +148,9 @@ def data_test(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, image: np.nda
     local = unsupported[0] - mean  # one-channel contrast of image - dirty
     centre = local[starts] if len(starts) else np.empty(0)
     background = np.array([_finite_median(local[s + 1:s + n]) for s, n in zip(starts, sizes)])
-    sigma = rms[chan]
     spike = contrast_at(image, chan, ys, xs)
-    score = np.minimum(centre, centre - background) / sigma
-    return {"dirty_snr": (spike - centre) / sigma, "score": score}
+    score = np.minimum(centre, centre - background) / rms[chan]
+    return {"dirty_snr": (spike - centre) / spike_rms[chan], "score": score}
 
 
 def _window_reduce(plane: np.ndarray, y: int, x: int, radius: float, reduce) -> float:

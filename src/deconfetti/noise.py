@@ -7,6 +7,11 @@ the estimate is a sigma-clipped MAD of the residual *high-passed* at a fraction 
 beam, divided by the fraction of noise power that survives the high-pass. That fraction
 is computed from the psf (the noise autocorrelation for natural weighting) or, without
 a psf, from the restoring beam.
+
+The one-channel spike (a channel minus the mean of its neighbours) has a noise of its own:
+sqrt(1.5) rms for independent channels, less where channels are correlated (Hanning
+smoothing). It is measured directly, as the robust rms of the residual's spike map, in
+which emission that varies slowly with frequency cancels.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["highpass_fraction", "highpass", "robust_rms", "channel_rms"]
+from .features import spectral_contrast
+
+__all__ = ["highpass_fraction", "highpass", "robust_rms", "channel_rms", "spike_rms"]
 
 
 def highpass(plane: np.ndarray, valid: np.ndarray, width: float) -> np.ndarray:
@@ -122,4 +129,36 @@ def channel_rms(residual: np.ndarray, valid: np.ndarray, *, width: float, fracti
             continue
         out[i] = robust_rms(highpass(plane, ok, width), clip=clip,
                             max_samples=max_samples) / fraction
+    return out
+
+
+def spike_rms(residual: np.ndarray, valid: np.ndarray, core: slice, *, clip: float = 3.0,
+              max_samples: int = 250_000) -> np.ndarray:
+    """Noise of the one-channel spike of each core channel.
+
+    Parameters
+    ----------
+    residual : ndarray, shape (nread, ny, nx)
+        Residual block with its halo, Jy/beam.
+    valid : ndarray of bool, shape (nread, ny, nx)
+    core : slice
+        The core channels within the block.
+
+    Returns
+    -------
+    ndarray, shape (ncore,)
+        Jy/beam; NaN for channels with too few valid pixels, or without neighbours
+        (a one-plane product has no spike; use `channel_rms` there).
+    """
+    out = np.full(core.stop - core.start, np.nan)
+    if len(residual) < 2:
+        return out
+    for i, c in enumerate(range(core.start, core.stop)):
+        ok = valid[c].copy()
+        for n in (c - 1, c + 1):
+            if 0 <= n < len(residual):
+                ok &= valid[n]
+        if np.count_nonzero(ok) >= 20:
+            out[i] = robust_rms(spectral_contrast(residual, c)[ok], clip=clip,
+                                max_samples=max_samples)
     return out

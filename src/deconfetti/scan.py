@@ -25,7 +25,7 @@ from .config import Config
 from .errors import DeconfettiWarning, InputError
 from .features import neighbour_max, spectral_contrast, spread_max
 from .measure import data_test, measure_candidates
-from .noise import channel_rms, highpass_fraction
+from .noise import channel_rms, highpass_fraction, spike_rms
 from .products import Products, open_products
 from .stream import Block, choose_block_channels, plan_blocks
 
@@ -173,11 +173,15 @@ def scan_block(products: Products, block: Block, config: Config, fraction: float
                             width=config.noise.highpass_beams * float(np.mean(beam[core, 0])),
                             fraction=fraction, clip=config.noise.clip,
                             max_samples=config.noise.max_samples)
+    spike_noise = rms.copy()  # a one-plane product: the "spike" is the image itself
+    if products.nchan > 1:
+        spike_noise[core] = spike_rms(residual, valid, core, clip=config.noise.clip,
+                                      max_samples=config.noise.max_samples)
     chan, ys, xs, found_by = [], [], [], []
     negatives = {name: [] for name in _NEGATIVE}
     spread = [None] * len(model)  # 3x3 maxima of the model, each plane filtered once
     for c in range(core.start, core.stop):
-        if not np.isfinite(rms[c]):
+        if not (np.isfinite(rms[c]) and np.isfinite(spike_noise[c])):
             continue
         for n in (c - 1, c + 1):
             if 0 <= n < len(model) and spread[n] is None:
@@ -185,7 +189,7 @@ def scan_block(products: Products, block: Block, config: Config, fraction: float
         if c - 2 >= 0:
             spread[c - 2] = None
         with np.errstate(invalid="ignore"):
-            spike_snr = spectral_contrast(image, c) / rms[c]
+            spike_snr = spectral_contrast(image, c) / spike_noise[c]
             model_snr = (model[c] - neighbour_max(spread, c)) / rms[c]
         points, how = find_candidates(
             spike_snr, model_snr, valid[c], threshold=config.find.threshold,
@@ -208,13 +212,14 @@ def scan_block(products: Products, block: Block, config: Config, fraction: float
     columns = {"channel": chan + start, "x": xs, "y": ys, "found_by": found_by,
                "pb": pb[chan, ys, xs].astype(float) if pb is not None else np.full(len(chan), np.nan)}
     columns.update(measure_candidates(chan, ys, xs, image=image, model=model,
-                                      residual=residual, rms=rms, pixels_per_beam=ppb,
+                                      residual=residual, rms=rms, spike_rms=spike_noise,
+                                      pixels_per_beam=ppb,
                                       beam_major=beam[:, 0],
                                       bowl_beams=config.classify.bowl_beams))
     if products.psf is not None and len(chan):
         psf = np.nan_to_num(products.read("psf", start, stop), copy=False)
         columns.update(data_test(chan, ys, xs, image=image, model=model, residual=residual,
-                                 psf=psf, rms=rms, beam=beam,
+                                 psf=psf, rms=rms, spike_rms=spike_noise, beam=beam,
                                  ring_beams=config.classify.ring_beams))
     else:
         columns["dirty_snr"] = columns["score"] = np.full(len(chan), np.nan)
