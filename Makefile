@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test clean
+.PHONY: demo test browser clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -20,7 +20,14 @@ demo: $(STAMP)
 	$(BIN)/deconfetti scan "$$($(BIN)/python -c 'import deconfetti; print(deconfetti.example_path())')" --out demo-output
 	@echo "demo outputs in demo-output/"
 
-test: $(STAMP)
+# the report's browser test uses Debian's chromium and chromedriver
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else echo "make: the tests need chromium and chromedriver (sudo apt-get install chromium chromium-driver)"; exit 1; fi; }
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
 clean:

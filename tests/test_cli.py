@@ -13,12 +13,16 @@ from deconfetti.cli import main
 
 
 def run(*args):
-    return main([str(a) for a in args])
+    """The command, without figures unless a test asks (figures are tested on their own)."""
+    args = [str(a) for a in args]
+    if args[0] == "scan" and "--figures" not in args:
+        args += ["--figures", "0"]
+    return main(args)
 
 
 def test_scan_prefix_writes_every_output(sim_casa, tmp_path, capsys):
     out = tmp_path / "qa"
-    assert run("scan", sim_casa, "--out", out) == 0
+    assert run("scan", sim_casa, "--out", out, "--figures", "2") == 0
     printed = capsys.readouterr().out
     assert "2 confetti" in printed and "outputs in" in printed
     table = Table.read(out / "candidates.ecsv")
@@ -38,6 +42,11 @@ def test_scan_prefix_writes_every_output(sim_casa, tmp_path, capsys):
     assert len(red) == 2
     assert abs(ds9[0].center.ra.deg - table["ra"][0]) < 1e-6
     assert not list(out.glob(".*part"))  # no temporary files left
+    from astropy.io import fits
+    assert fits.getdata(out / "peak.fits").shape == (96, 96)
+    pngs = sorted(p.name for p in (out / "figures").iterdir())
+    assert pngs == sorted(f"{i}_{name}.png" for i in (1, 2) for name in
+                          ("data_test", "image_maps", "model_maps", "residual_maps", "spectra"))
 
 
 def test_default_output_folder_beside_the_products(sim_fits, tmp_path):

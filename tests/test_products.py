@@ -121,3 +121,12 @@ def test_stokes_and_axis_order_of_a_fits_cube(sim, tmp_path):
     swapped["CUNIT3"] = ""
     fits.writeto(path, np.swapaxes(data, 0, 1), swapped, overwrite=True)
     np.testing.assert_array_equal(open_products(prefix).read("image", 0, 10), sim.image)
+
+
+def test_windowed_reads_match_full_reads(sim, sim_casa, sim_fits):
+    window = (slice(10, 30), slice(-5 + 50, 80))
+    for prefix in (sim_casa, sim_fits):
+        part = open_products(prefix).read("image", 2, 6, window)
+        np.testing.assert_array_equal(part, sim.image[2:6, 10:30, 45:80])
+    clipped = open_products(sim_fits).read("model", 0, 1, (slice(-7, 500), slice(90, 200)))
+    assert clipped.shape == (1, 96, 6)

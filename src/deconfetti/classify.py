@@ -72,8 +72,8 @@ def _one(spike: float, dirty: float, excess: float, trust: float, how: str,
                               "no psf to test it against the data")
         return "uncertain", f"{spike:.1f} sigma image spike; no psf to test it against the data"
     if excess >= rules.excess_min and dirty <= (1 - rules.excess_fraction) * spike:
-        return "confetti", (f"{excess:.1f} sigma of the image is not in the data "
-                            f"(image spike {spike:.1f}, dirty {dirty:.1f} sigma)")
+        return "confetti", (f"{excess:.1f} rms of the image is not in the data "
+                            f"(image spike S/N {spike:.1f}, in the data {dirty:.1f})")
     if from_model:
         return "benign", (f"bright model component, no false source: the data hold what "
                           f"the image shows (image {spike:.1f}, dirty {dirty:.1f}, "

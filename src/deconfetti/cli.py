@@ -47,9 +47,24 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--set", action="append", default=[], metavar="STAGE.KEY=VALUE",
                       help="override one parameter; may be repeated")
     scan.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    scan.add_argument("--figures", type=int, default=10, metavar="N",
+                      help="write the figures of the N highest-scoring candidates into "
+                           "OUT/figures/ (default 10; 0 for none)")
+    scan.add_argument("--report", action="store_true", help="also write OUT/report.html")
+    scan.add_argument("--top", type=int, default=25, metavar="N",
+                      help="candidates with figures in the report (default 25)")
     scan.add_argument("--fail-on-confetti", action="store_true",
                       help="exit with code 3 when confetti is found")
     _add_verbosity(scan)
+
+    report = sub.add_parser("report", help="write report.html for a scan folder",
+                            description="Write a self-contained report.html into a folder "
+                                        "written by 'deconfetti scan'.")
+    report.add_argument("scandir", help="the scan's output folder")
+    report.add_argument("--top", type=int, default=25, metavar="N",
+                        help="candidates with figures (default 25)")
+    report.add_argument("--overwrite", action="store_true", help="replace report.html")
+    _add_verbosity(report)
 
     config = sub.add_parser("config", help="print the default parameter file")
     _add_verbosity(config)
@@ -70,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "config":
             print(default_config_text())
             return EXIT_OK
+        if args.command == "report":
+            return _report_command(args)
         return _scan(args)
     except InputError as exc:
         if args.debug:
@@ -88,8 +105,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _scan(args: argparse.Namespace) -> int:
-    from .outputs import check_output_dir, default_output_dir, write_outputs
+    from .outputs import (check_output_dir, default_output_dir, write_figures, write_outputs,
+                          write_report)
     from .products import open_products
+    from .report import evidence_pngs
     from .scan import scan
 
     overrides = parse_overrides(args.set)
@@ -105,14 +124,32 @@ def _scan(args: argparse.Namespace) -> int:
     check_output_dir(outdir, overwrite=args.overwrite)
     result = scan(products, config=config)
     paths = write_outputs(result, outdir, overwrite=True)
+    count = max(args.figures, args.top if args.report else 0)
+    pngs = evidence_pngs(result.products, result.candidates[:count])
+    if args.figures > 0:
+        write_figures({i: pngs[i] for i in list(pngs)[:args.figures]}, outdir)
+    if args.report:
+        paths["report"] = write_report(result, outdir, top=args.top, pngs=pngs)
     if not args.quiet:
-        print(_report(result, outdir, paths))
+        print(_summary_text(result, outdir, paths))
     if args.fail_on_confetti and result.counts["confetti"]:
         return EXIT_CONFETTI
     return EXIT_OK
 
 
-def _report(result, outdir: Path, paths: dict) -> str:
+def _report_command(args: argparse.Namespace) -> int:
+    from .outputs import REPORT_NAME, read_scan, write_report
+
+    scandir = Path(args.scandir)
+    if (scandir / REPORT_NAME).exists() and not args.overwrite:
+        raise InputError(f"{scandir / REPORT_NAME}: exists; delete it or pass --overwrite")
+    path = write_report(read_scan(scandir), scandir, top=args.top)
+    if not args.quiet:
+        print(f"deconfetti: wrote {path}")
+    return EXIT_OK
+
+
+def _summary_text(result, outdir: Path, paths: dict) -> str:
     nchan, ny, nx = result.products.shape
     counts = result.counts
     lines = [f"deconfetti: {result.products.name} ({nchan} channel(s) of {nx} x {ny} pixels"

@@ -1,7 +1,9 @@
-"""Write a scan's outputs into one folder, atomically (temporary name, then rename).
+"""Write a scan's outputs into one folder, atomically (temporary name, then rename), and
+read them back.
 
-Fixed names: ``candidates.ecsv``, ``summary.json``, ``confetti.reg`` (DS9) and
-``confetti.crtf`` (CASA/CARTA).
+Fixed names: ``candidates.ecsv``, ``summary.json``, ``confetti.reg`` (DS9),
+``confetti.crtf`` (CASA/CARTA), ``peak.fits`` (peak intensity, for the report's overview),
+``report.html`` and ``figures/<id>_<figure>.png``.
 """
 
 from __future__ import annotations
@@ -12,16 +14,26 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+from astropy.io import fits
+from astropy.table import Table
+
+from .config import Config
 from .errors import InputError
+from .products import open_products
 from .regions import candidate_regions
+from .report import render
 from .scan import ScanResult
 
-__all__ = ["OUTPUT_NAMES", "default_output_dir", "check_output_dir", "write_outputs",
+__all__ = ["OUTPUT_NAMES", "REPORT_NAME", "FIGURES_DIR", "default_output_dir",
+           "check_output_dir", "write_outputs", "write_figures", "write_report", "read_scan",
            "atomic_write"]
 
 #: role -> file name inside the output folder
 OUTPUT_NAMES = {"catalog": "candidates.ecsv", "summary": "summary.json",
-                "ds9": "confetti.reg", "crtf": "confetti.crtf"}
+                "ds9": "confetti.reg", "crtf": "confetti.crtf", "peak": "peak.fits"}
+REPORT_NAME = "report.html"
+FIGURES_DIR = "figures"
 
 
 def default_output_dir(products_name: str) -> Path:
@@ -34,7 +46,7 @@ def check_output_dir(outdir: Path, *, overwrite: bool = False) -> None:
     outdir = Path(outdir)
     if outdir.exists() and not outdir.is_dir():
         raise InputError(f"{outdir}: output path exists and is not a directory")
-    present = [name for name in OUTPUT_NAMES.values() if (outdir / name).exists()]
+    present = [name for name in (*OUTPUT_NAMES.values(), REPORT_NAME) if (outdir / name).exists()]
     if present and not overwrite:
         raise InputError(f"{outdir}: already holds {', '.join(present)}; delete them or "
                          "pass --overwrite")
@@ -84,7 +96,54 @@ def write_outputs(result: ScanResult, outdir: Path, *, overwrite: bool = False) 
         atomic_write(paths[role], lambda p, fmt=fmt: p.write_text(
             regions.serialize(format=fmt) if len(regions) else _empty_regions(fmt),
             encoding="utf-8"))
+    header = result.products.celestial.to_header()
+    header["BUNIT"] = result.products.image.unit
+    header["COMMENT"] = "peak intensity over channels of the image (deconfetti)"
+    atomic_write(paths["peak"], lambda p: fits.writeto(p, result.peak, header, overwrite=True))
     return paths
+
+
+def write_figures(pngs: dict[int, dict[str, bytes]], outdir: Path) -> list[Path]:
+    """Write figures made by `evidence_pngs` as ``outdir/figures/<id>_<name>.png``."""
+    folder = Path(outdir) / FIGURES_DIR
+    written = []
+    for ident, figures in pngs.items():
+        folder.mkdir(exist_ok=True)
+        for name, data in figures.items():
+            written.append(atomic_write(folder / f"{ident}_{name}.png",
+                                        lambda p, data=data: p.write_bytes(data)))
+    return written
+
+
+def write_report(result: ScanResult, outdir: Path, *, top: int = 25,
+                 pngs: dict[int, dict[str, bytes]] | None = None) -> Path:
+    """``outdir/report.html`` (self-contained) for ``result``."""
+    html = render(result.candidates, result.summary, result.products, result.peak, result.rms,
+                  top=top, pngs=pngs)
+    return atomic_write(Path(outdir) / REPORT_NAME,
+                        lambda p: p.write_text(html, encoding="utf-8"))
+
+
+def read_scan(outdir: Path) -> ScanResult:
+    """Read a scan folder back (the products are reopened from the recorded paths)."""
+    outdir = Path(outdir)
+    paths = {role: outdir / name for role, name in OUTPUT_NAMES.items()}
+    for role in ("catalog", "summary", "peak"):
+        if not paths[role].exists():
+            raise InputError(f"{paths[role]}: not found; is {outdir} a deconfetti scan folder?")
+    try:
+        summary = json.loads(paths["summary"].read_text(encoding="utf-8"))
+        catalog = Table.read(paths["catalog"], format="ascii.ecsv")
+        peak = fits.getdata(paths["peak"]).astype(np.float32)
+        inputs = dict(summary["inputs"])
+        rms = np.array([np.nan if c["rms_jy_beam"] is None else c["rms_jy_beam"]
+                        for c in summary["channels"]])
+        config = Config().replace(summary["parameters"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{outdir}: unreadable scan output ({exc})") from None
+    products = open_products(inputs.pop("image"), **inputs)
+    return ScanResult(candidates=catalog, summary=summary, products=products, config=config,
+                      rms=rms, peak=peak)
 
 
 def _empty_regions(fmt: str) -> str:

@@ -102,12 +102,14 @@ class Product:
         self.tile_depth, self._masked = _casa_storage(self.path, self._axes[0], self._ndim)
         self._read = self._read_casa
 
-    def _read_casa(self, start: int, stop: int) -> np.ndarray:
+    def _read_casa(self, start: int, stop: int, ys: slice, xs: slice) -> np.ndarray:
         chan_axis, stokes_axis, y_axis, x_axis = self._axes
         blc = [0] * self._ndim
         trc = [n - 1 for n in self._casa.shape()]
         if chan_axis is not None:
             blc[chan_axis], trc[chan_axis] = start, stop - 1
+        blc[y_axis], trc[y_axis] = ys.start, ys.stop - 1
+        blc[x_axis], trc[x_axis] = xs.start, xs.stop - 1
         if stokes_axis is not None:
             trc[stokes_axis] = 0
         data = np.asarray(self._casa.getdata(blc, trc), dtype=np.float32)
@@ -161,10 +163,10 @@ class Product:
         self.tile_depth = 1
         self._read = self._read_fits
 
-    def _read_fits(self, start: int, stop: int) -> np.ndarray:
+    def _read_fits(self, start: int, stop: int, ys: slice, xs: slice) -> np.ndarray:
         chan_axis, stokes_axis, y_axis, x_axis = self._axes
         index = [slice(0, 1)] * self._ndim
-        index[y_axis] = index[x_axis] = slice(None)
+        index[y_axis], index[x_axis] = ys, xs
         if chan_axis is not None:
             index[chan_axis] = slice(start, stop)
         data = np.asarray(self._hdu.section[tuple(index)], dtype=np.float32)
@@ -175,11 +177,21 @@ class Product:
         return data if chan_axis is not None else data[np.newaxis]
 
     # -- common ---------------------------------------------------------------------------
-    def read(self, start: int, stop: int) -> np.ndarray:
-        """Channels ``start:stop`` as float32 ``[chan, y, x]``, masked pixels NaN."""
+    def read(self, start: int, stop: int, window: tuple[slice, slice] | None = None
+             ) -> np.ndarray:
+        """Channels ``start:stop`` as float32 ``[chan, y, x]``, masked pixels NaN.
+
+        ``window = (y_slice, x_slice)`` reads only that part of each plane; bounds are
+        pixel indices clipped to the plane (negative means before the edge, not from the
+        end; steps are not supported).
+        """
         start, stop = max(0, start), min(self.shape[0], stop)
+        ny, nx = self.shape[1:]
+        ys, xs = window if window is not None else (slice(0, ny), slice(0, nx))
+        ys = slice(min(max(0, ys.start or 0), ny), max(0, min(ny, ny if ys.stop is None else ys.stop)))
+        xs = slice(min(max(0, xs.start or 0), nx), max(0, min(nx, nx if xs.stop is None else xs.stop)))
         try:
-            return self._read(start, stop)
+            return self._read(start, stop, ys, xs)
         except (RuntimeError, OSError, ValueError) as exc:
             raise InputError(f"{self.path}: cannot read channels {start}-{stop - 1} "
                              f"({_first_line(exc)})") from None
@@ -269,17 +281,20 @@ class Products:
                                 self.beams.minor.to_value(u.arcsec) / scale,
                                 self.beams.pa.to_value(u.deg)])
 
-    def read(self, kind: str, start: int, stop: int) -> np.ndarray:
-        """Channels ``start:stop`` of product ``kind`` as float32 ``[chan, y, x]``."""
+    def read(self, kind: str, start: int, stop: int,
+             window: tuple[slice, slice] | None = None) -> np.ndarray:
+        """Channels ``start:stop`` of product ``kind`` as float32 ``[chan, y, x]``,
+        optionally only ``window = (y_slice, x_slice)`` of each plane."""
         product = getattr(self, kind)
         if product is None:
             raise InputError(f"{self.name}: no {kind} product")
-        return product.read(start, stop)
+        return product.read(start, stop, window)
 
     @property
     def paths(self) -> dict[str, str]:
-        """Path of every product found, by kind."""
-        return {k: str(getattr(self, k).path) for k in PRODUCT_KINDS if getattr(self, k)}
+        """Absolute path of every product found, by kind."""
+        return {k: str(getattr(self, k).path.absolute()) for k in PRODUCT_KINDS
+                if getattr(self, k)}
 
 
 def open_products(source: "str | Path | Products", *, image: str | Path | None = None,

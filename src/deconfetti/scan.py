@@ -29,7 +29,7 @@ from .noise import channel_rms, highpass_fraction, spike_rms
 from .products import Products, open_products
 from .stream import Block, choose_block_channels, plan_blocks
 
-__all__ = ["scan", "scan_block", "ScanResult"]
+__all__ = ["scan", "scan_block", "ScanResult", "BlockResult"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,8 @@ class ScanResult:
     config : Config
     rms : ndarray, shape (nchan,)
         Thermal noise per channel, Jy/beam.
+    peak : ndarray, shape (ny, nx)
+        Peak intensity over channels (moment 8) of the image, Jy/beam.
     """
 
     candidates: Table
@@ -61,11 +63,26 @@ class ScanResult:
     products: Products
     config: Config
     rms: np.ndarray = field(repr=False)
+    peak: np.ndarray = field(repr=False)
 
     @property
     def counts(self) -> dict[str, int]:
         """Number of candidates per classification."""
         return dict(self.summary["counts"])
+
+
+@dataclass
+class BlockResult:
+    """What `scan_block` returns for one channel block."""
+
+    #: noise of the core channels, Jy/beam
+    rms: np.ndarray
+    #: the measured catalog columns of the block's candidates
+    columns: dict[str, np.ndarray]
+    #: negative image spikes: channel, y, x and strength (positive numbers)
+    negatives: dict[str, np.ndarray]
+    #: peak intensity of the block's core channels, Jy/beam, shape (ny, nx)
+    peak: np.ndarray
 
 
 def scan(products: "Products | str", *, config: Config | None = None,
@@ -104,12 +121,14 @@ def scan(products: "Products | str", *, config: Config | None = None,
     log.info("Streaming %d block(s) of up to %d channel(s)", len(blocks), size)
 
     rms = np.full(nchan, np.nan)
+    peak = np.full(products.shape[1:], np.nan, dtype=np.float32)
     parts, negative_parts = [], []
     for done, block in enumerate(blocks, start=1):
-        block_rms, columns, negatives = scan_block(products, block, config, fraction)
-        rms[block.start:block.stop] = block_rms
-        parts.append(columns)
-        negative_parts.append(negatives)
+        result = scan_block(products, block, config, fraction)
+        rms[block.start:block.stop] = result.rms
+        parts.append(result.columns)
+        negative_parts.append(result.negatives)
+        peak = np.fmax(peak, result.peak)
         if progress is not None:
             progress(done, len(blocks))
     columns = {name: np.concatenate([p[name] for p in parts]) for name in _MEASURED}
@@ -140,22 +159,12 @@ def scan(products: "Products | str", *, config: Config | None = None,
     summary = summarise(catalog, products, config, rms)
     log.info("Found %s", ", ".join(f"{n} {k}" for k, n in summary["counts"].items()))
     return ScanResult(candidates=catalog, summary=summary, products=products, config=config,
-                      rms=rms)
+                      rms=rms, peak=peak)
 
 
-def scan_block(products: Products, block: Block, config: Config, fraction: float
-               ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Noise, candidates and their measurements for one channel block.
-
-    Returns
-    -------
-    rms : ndarray, shape (block.stop - block.start,)
-        Jy/beam, for the core channels.
-    columns : dict of ndarray
-        The measured catalog columns of the block's candidates.
-    negatives : dict of ndarray
-        Negative image spikes: channel, y, x and strength (rms, positive numbers).
-    """
+def scan_block(products: Products, block: Block, config: Config,
+               fraction: float) -> BlockResult:
+    """Noise, candidates and their measurements for one channel block."""
     start, stop = block.read_start, block.read_stop
     core = block.core
     image = products.read("image", start, stop)
@@ -225,7 +234,10 @@ def scan_block(products: Products, block: Block, config: Config, fraction: float
         columns["dirty_snr"] = columns["score"] = np.full(len(chan), np.nan)
     negatives = {name: np.concatenate(values) if values else np.zeros(0)
                  for name, values in negatives.items()}
-    return rms[core], columns, negatives
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels
+        peak = np.nanmax(image[core], axis=0)
+    return BlockResult(rms=rms[core], columns=columns, negatives=negatives, peak=peak)
 
 
 def _reliability(columns: dict[str, np.ndarray], negatives: dict[str, np.ndarray],

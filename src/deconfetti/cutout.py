@@ -1,0 +1,170 @@
+"""Everything a candidate's figures show, read from the products around it.
+
+Reads only small windows: channel maps around the candidate, spectra of the 3x3 pixels
+around it, and what the data test needs (the model on a wider window and the centre of
+the psf) to compute the dirty image on the map window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from astropy import constants
+from astropy import units as u
+
+from .features import psf_convolve_at, spectral_contrast
+from .products import Products
+
+__all__ = ["Cutout", "make_cutout", "spectral_axis"]
+
+
+@dataclass
+class Cutout:
+    """Arrays around one candidate; maps are ``[chan, y, x]`` on the window.
+
+    Attributes
+    ----------
+    row : dict
+        The candidate's catalog row.
+    channels : ndarray of int, shape (k,)
+        Channels of the maps (up to 4 each side of the candidate's).
+    origin : (y0, x0)
+        Cube pixel of the maps' [0, 0].
+    image, model, residual : ndarray, shape (k, h, w)
+        Jy/beam, Jy/pixel, Jy/beam.
+    spike, dirty_spike : ndarray, shape (h, w)
+        One-channel contrast of the image and of the dirty image in the candidate's
+        channel, Jy/beam (``dirty_spike`` NaN without a psf).
+    spectral_channels : ndarray of int, shape (m,)
+    spectra : dict of ndarray, shape (m, 3, 3)
+        'image', 'residual' (Jy/beam) and 'model' times pixels per beam (Jy/beam) at the
+        3x3 pixels around the candidate.
+    spectral_axis : ndarray, shape (m,)
+        Radio velocity (km/s) or frequency (GHz) of the spectral channels.
+    spectral_unit : str
+        'km/s' or 'GHz'.
+    map_axis : ndarray, shape (k,)
+        The same for the map channels.
+    rms, spike_rms : float
+        Of the candidate's channel, Jy/beam.
+    beam : (major, minor, pa)
+        FWHM in pixels, PA in degrees, of the candidate's channel.
+    pixel_scale : float
+        Arcsec per pixel.
+    """
+
+    row: dict[str, Any]
+    channels: np.ndarray
+    origin: tuple[int, int]
+    image: np.ndarray
+    model: np.ndarray
+    residual: np.ndarray
+    spike: np.ndarray
+    dirty_spike: np.ndarray
+    spectral_channels: np.ndarray
+    spectra: dict[str, np.ndarray]
+    spectral_axis: np.ndarray
+    spectral_unit: str
+    map_axis: np.ndarray
+    rms: float
+    spike_rms: float
+    beam: tuple[float, float, float]
+    pixel_scale: float
+
+
+def make_cutout(products: Products, row: Any, *, half: int | None = None,
+                spectral_half: int = 20) -> Cutout:
+    """Read what the figures of one candidate need.
+
+    Parameters
+    ----------
+    products : Products
+    row : table row or dict
+        Needs channel, x, y, rms and spike_rms.
+    half : int, optional
+        Half-size of the maps in pixels (default: 3 beam FWHM, at least 12).
+    spectral_half : int
+        Channels each side of the candidate's in the spectra.
+    """
+    row = {name: _plain(row[name]) for name in row.colnames} if hasattr(row, "colnames") \
+        else dict(row)
+    chan, y, x = int(row["channel"]), int(row["y"]), int(row["x"])
+    nchan, ny, nx = products.shape
+    beam = tuple(float(v) for v in products.beam_pixels[chan])
+    if half is None:
+        half = max(12, int(round(3 * beam[0])))
+    window = (slice(max(0, y - half), min(ny, y + half + 1)),
+              slice(max(0, x - half), min(nx, x + half + 1)))
+    c0, c1 = max(0, chan - 4), min(nchan, chan + 5)
+    maps = {kind: products.read(kind, c0, c1, window) for kind in ("image", "model", "residual")}
+    here = chan - c0
+    spike = spectral_contrast(maps["image"], here)
+    dirty_spike = np.full_like(spike, np.nan)
+    if products.psf is not None:
+        dirty_spike = spike - spectral_contrast(_unsupported(products, chan, window, beam, c0, c1,
+                                                             maps), here)
+    s0, s1 = max(0, chan - spectral_half), min(nchan, chan + spectral_half + 1)
+    around = (slice(max(0, y - 1), y + 2), slice(max(0, x - 1), x + 2))
+    spectra = {kind: _pad3(products.read(kind, s0, s1, around), y, x, ny, nx)
+               for kind in ("image", "residual", "model")}
+    spectra["model"] = spectra["model"] * products.pixels_per_beam[s0:s1, None, None]
+    axis, unit = spectral_axis(products, np.arange(nchan))
+    return Cutout(row=row, channels=np.arange(c0, c1), origin=(window[0].start, window[1].start),
+                  image=maps["image"], model=maps["model"], residual=maps["residual"],
+                  spike=spike, dirty_spike=dirty_spike, spectral_channels=np.arange(s0, s1),
+                  spectra=spectra, spectral_axis=axis[s0:s1], spectral_unit=unit,
+                  map_axis=axis[c0:c1], rms=float(row["rms"]),
+                  spike_rms=float(row["spike_rms"]), beam=beam,
+                  pixel_scale=products.pixel_scale)
+
+
+def _unsupported(products: Products, chan: int, window: tuple[slice, slice],
+                 beam: tuple[float, float, float], c0: int, c1: int,
+                 maps: dict[str, np.ndarray]) -> np.ndarray:
+    """``image - dirty`` on the window for the map channels (NaN beyond c-1..c+1).
+
+    The model is taken on the window widened by 4 beams, the psf on its centre; model
+    components further away contribute only far sidelobes, which cancel in the
+    one-channel contrast.
+    """
+    nchan, ny, nx = products.shape
+    reach = int(round(4 * beam[0]))
+    ys, xs = window
+    wide = (slice(max(0, ys.start - reach), min(ny, ys.stop + reach)),
+            slice(max(0, xs.start - reach), min(nx, xs.stop + reach)))
+    psf_half = (ys.stop - ys.start) + reach
+    psf_window = (slice(ny // 2 - psf_half, ny // 2 + psf_half + 1),
+                  slice(nx // 2 - psf_half, nx // 2 + psf_half + 1))
+    out = np.full_like(maps["image"], np.nan)
+    gy, gx = np.mgrid[ys.start:ys.stop, xs.start:xs.stop]
+    for c in range(max(c0, chan - 1), min(c1, chan + 2)):
+        model = products.read("model", c, c + 1, wide)[0]
+        psf = np.nan_to_num(products.read("psf", c, c + 1, psf_window)[0])
+        conv = psf_convolve_at(model, psf, (gy - wide[0].start).ravel(),
+                               (gx - wide[1].start).ravel()).reshape(gy.shape)
+        out[c - c0] = maps["image"][c - c0] - maps["residual"][c - c0] - conv
+    return out
+
+
+def _pad3(block: np.ndarray, y: int, x: int, ny: int, nx: int) -> np.ndarray:
+    """Spectra of the 3x3 pixels around (y, x) as ``(m, 3, 3)``, NaN off the image."""
+    out = np.full((len(block), 3, 3), np.nan, dtype=np.float32)
+    y0, x0 = max(0, y - 1) - (y - 1), max(0, x - 1) - (x - 1)
+    out[:, y0:y0 + block.shape[1], x0:x0 + block.shape[2]] = block
+    return out
+
+
+def spectral_axis(products: Products, channels: np.ndarray) -> tuple[np.ndarray, str]:
+    """Radio velocity (km/s) of ``channels``, or frequency (GHz) without a rest frequency;
+    returns the values and 'km/s' or 'GHz'."""
+    freq = products.frequency[channels]
+    rest = products.rest_frequency
+    if rest:
+        return constants.c.to_value(u.km / u.s) * (1 - freq / rest), "km/s"
+    return freq / 1e9, "GHz"
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value

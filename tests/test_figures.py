@@ -1,0 +1,83 @@
+"""Figures checked for content: right channels, positions, scaling and marks."""
+
+import numpy as np
+import pytest
+
+from deconfetti import figures
+from deconfetti.cutout import make_cutout
+
+
+@pytest.fixture(scope="module")
+def confetti(example_scan):
+    row = example_scan.candidates[example_scan.candidates["classification"] == "confetti"][0]
+    return row, make_cutout(example_scan.products, row)
+
+
+def test_channel_maps_show_the_channels_around_the_candidate(example_scan, confetti):
+    row, cutout = confetti
+    chan, y, x = int(row["channel"]), int(row["y"]), int(row["x"])
+    figure = figures.channel_maps(cutout, "image")
+    panels = [ax for ax in figure.axes if ax.images and ax.get_title()]
+    shown = [int(ax.get_title().split(":")[0].split()[1]) for ax in panels]
+    assert shown == list(range(max(0, chan - 4), min(example_scan.products.nchan, chan + 5)))
+    marked = [ax for ax in panels if ax.title.get_color() == "crimson"]
+    assert len(marked) == 1 and marked[0].get_title().startswith(f"ch {chan}:")
+    # the marked panel holds the cube's data, centred on the candidate (offset 0 at its pixel)
+    data = marked[0].images[0].get_array()
+    y0, x0 = cutout.origin
+    np.testing.assert_array_equal(data, example_scan.products.read(
+        "image", chan, chan + 1, (slice(y0, y0 + data.shape[0]), slice(x0, x0 + data.shape[1])))[0])
+    left, right, bottom, top = marked[0].images[0].get_extent()
+    scale = example_scan.products.pixel_scale
+    assert left == pytest.approx((x - x0 + 0.5) * scale)  # east (RA) to the left
+    assert bottom == pytest.approx(-(y - y0 + 0.5) * scale)
+
+
+def test_model_and_residual_maps(confetti):
+    _, cutout = confetti
+    for kind in ("model", "residual"):
+        figure = figures.channel_maps(cutout, kind)
+        assert kind in figure.get_suptitle()
+        assert any(ax.images for ax in figure.axes)
+
+
+def test_spectra_mark_the_channel_and_scale_the_model(example_scan, confetti):
+    row, cutout = confetti
+    chan, y, x = int(row["channel"]), int(row["y"]), int(row["x"])
+    figure = figures.spectra(cutout)
+    centre = next(ax for ax in figure.axes if ax.get_title() == "dx=0 dy=0")
+    lines = {line.get_label(): line for line in centre.get_lines()}
+    mark = lines["candidate channel"].get_xdata()[0]
+    assert mark == pytest.approx(float(row["velocity"]), abs=1e-6)
+    model = example_scan.products.read("model", int(cutout.spectral_channels[0]),
+                                       int(cutout.spectral_channels[-1]) + 1,
+                                       (slice(y, y + 1), slice(x, x + 1)))[:, 0, 0]
+    ppb = example_scan.products.pixels_per_beam[cutout.spectral_channels]
+    np.testing.assert_allclose(lines["model x pixels/beam"].get_ydata(), model * ppb, rtol=1e-6)
+    assert "km/s" in centre.get_xlabel() or "km/s" in figure.axes[-1].get_xlabel()
+
+
+def test_data_test_shows_the_spike_and_the_data(confetti):
+    row, cutout = confetti
+    figure = figures.data_test(cutout)
+    image_panel, data_panel, difference = [ax for ax in figure.axes if ax.images][:3]
+    y0, x0 = cutout.origin
+    at = (int(row["y"]) - y0, int(row["x"]) - x0)
+    assert image_panel.images[0].get_array()[at] == pytest.approx(row["spike_snr"], rel=1e-4)
+    # the data hold far less than the image: that is why it is confetti
+    assert data_panel.images[0].get_array()[at] < 0.5 * row["spike_snr"]
+    assert difference.images[0].get_array()[at] > 0.5 * row["spike_snr"]
+    assert "CONFETTI" in figure.get_suptitle()
+
+
+def test_overview_marks_every_candidate_by_class(example_scan):
+    table = example_scan.candidates
+    figure = figures.overview(example_scan.peak, table, example_scan.rms,
+                              np.arange(example_scan.products.nchan, dtype=float), "channel")
+    peak_panel = figure.axes[0]
+    confetti = next(c for c in peak_panel.collections if c.get_label().startswith("confetti"))
+    offsets = confetti.get_offsets()
+    chosen = table[table["classification"] == "confetti"]
+    np.testing.assert_array_equal(np.asarray(offsets), np.column_stack([chosen["x"], chosen["y"]]))
+    bars = [p for p in figure.axes[1].patches]
+    assert sum(p.get_height() for p in bars) == len(table)
