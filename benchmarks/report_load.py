@@ -56,7 +56,6 @@ def main():
     a = ap.parse_args()
     result = deconfetti.scan(deconfetti.example_path())
     out = Path(tempfile.mkdtemp())
-    pngs = None
     paths = {}
     for label, table in (("reference", result.candidates),
                          ("many", many(result.candidates, a.rows, np.random.default_rng(0)))):

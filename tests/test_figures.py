@@ -43,7 +43,7 @@ def test_model_and_residual_maps(confetti):
 
 def test_spectra_mark_the_channel_and_scale_the_model(example_scan, confetti):
     row, cutout = confetti
-    chan, y, x = int(row["channel"]), int(row["y"]), int(row["x"])
+    y, x = int(row["y"]), int(row["x"])
     figure = figures.spectra(cutout)
     centre = next(ax for ax in figure.axes if ax.get_title() == "dx=0 dy=0")
     lines = {line.get_label(): line for line in centre.get_lines()}

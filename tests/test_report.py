@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-import deconfetti
 from deconfetti.cli import main
 from deconfetti.outputs import read_scan, write_outputs, write_report
 from deconfetti.simulate import simulate_cube, write_products

@@ -244,12 +244,11 @@ def _spectra_limits(cutout: Cutout) -> tuple[float, float]:
 
 
 def _channel_to_axis(axis: np.ndarray):
-    channels = np.arange(len(axis), dtype=float)
-    if len(axis) < 2 or not np.all(np.isfinite(axis)):
+    """Forward and inverse maps channel <-> spectral value for a secondary axis (linear)."""
+    if len(axis) < 2 or not np.all(np.isfinite(axis)) or axis[-1] == axis[0]:
         return (lambda c: c), (lambda v: v)
     slope = (axis[-1] - axis[0]) / (len(axis) - 1)
-    return (lambda c: axis[0] + slope * np.asarray(c)), (lambda v: (np.asarray(v) - axis[0]) / slope) \
-        if slope else ((lambda c: c), (lambda v: v))
+    return (lambda c: axis[0] + slope * np.asarray(c)), (lambda v: (np.asarray(v) - axis[0]) / slope)
 
 
 def _dark(colour: str) -> str:
