@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -47,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--set", action="append", default=[], metavar="STAGE.KEY=VALUE",
                       help="override one parameter; may be repeated")
     scan.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    scan.add_argument("--resume", action="store_true",
+                      help="reuse the blocks an interrupted scan of the same inputs and "
+                           "parameters finished (kept in OUT/.deconfetti-checkpoint/)")
     scan.add_argument("--figures", type=int, default=10, metavar="N",
                       help="write the figures of the N highest-scoring candidates into "
                            "OUT/figures/ (default 10; 0 for none)")
@@ -105,8 +109,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _scan(args: argparse.Namespace) -> int:
-    from .outputs import (check_output_dir, default_output_dir, write_figures, write_outputs,
-                          write_report)
+    from .checkpoint import BlockStore
+    from .outputs import (CHECKPOINT_DIR, check_output_dir, default_output_dir, lock_output_dir,
+                          write_figures, write_outputs, write_report)
     from .products import open_products
     from .report import evidence_pngs
     from .scan import scan
@@ -121,15 +126,25 @@ def _scan(args: argparse.Namespace) -> int:
                              image=args.image, model=args.model, residual=args.residual,
                              psf=args.psf, pb=args.pb, mask=args.mask)
     outdir = Path(args.out) if args.out else default_output_dir(products.name)
-    check_output_dir(outdir, overwrite=args.overwrite)
-    result = scan(products, config=config)
-    paths = write_outputs(result, outdir, overwrite=True)
-    count = max(args.figures, args.top if args.report else 0)
-    pngs = evidence_pngs(result.products, result.candidates[:count])
-    if args.figures > 0:
-        write_figures({i: pngs[i] for i in list(pngs)[:args.figures]}, outdir)
-    if args.report:
-        paths["report"] = write_report(result, outdir, top=args.top, pngs=pngs)
+    created = not outdir.exists()
+    try:
+        check_output_dir(outdir, overwrite=args.overwrite)
+        with lock_output_dir(outdir):
+            store = BlockStore(outdir / CHECKPOINT_DIR, products, config.to_dict(),
+                               resume=args.resume)
+            result = scan(products, config=config, store=store)
+            paths = write_outputs(result, outdir, overwrite=True)
+            count = max(args.figures, args.top if args.report else 0)
+            pngs = evidence_pngs(result.products, result.candidates[:count])
+            if args.figures > 0:
+                write_figures({i: pngs[i] for i in list(pngs)[:args.figures]}, outdir)
+            if args.report:
+                paths["report"] = write_report(result, outdir, top=args.top, pngs=pngs)
+            store.remove()
+    except InputError:
+        if created:  # leave nothing behind where nothing was before
+            shutil.rmtree(outdir, ignore_errors=True)
+        raise
     if not args.quiet:
         print(_summary_text(result, outdir, paths))
     if args.fail_on_confetti and result.counts["confetti"]:

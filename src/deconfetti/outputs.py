@@ -8,11 +8,13 @@ Fixed names: ``candidates.ecsv``, ``summary.json``, ``confetti.reg`` (DS9),
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 from astropy.io import fits
@@ -25,15 +27,18 @@ from .regions import candidate_regions
 from .report import render
 from .scan import ScanResult
 
-__all__ = ["OUTPUT_NAMES", "REPORT_NAME", "FIGURES_DIR", "default_output_dir",
-           "check_output_dir", "write_outputs", "write_figures", "write_report", "read_scan",
-           "atomic_write"]
+__all__ = ["OUTPUT_NAMES", "REPORT_NAME", "FIGURES_DIR", "CHECKPOINT_DIR", "LOCK_NAME",
+           "default_output_dir", "check_output_dir", "lock_output_dir", "write_outputs",
+           "write_figures", "write_report", "read_scan", "atomic_write"]
 
 #: role -> file name inside the output folder
 OUTPUT_NAMES = {"catalog": "candidates.ecsv", "summary": "summary.json",
                 "ds9": "confetti.reg", "crtf": "confetti.crtf", "peak": "peak.fits"}
 REPORT_NAME = "report.html"
 FIGURES_DIR = "figures"
+#: finished blocks of an unfinished scan (removed when the scan completes)
+CHECKPOINT_DIR = ".deconfetti-checkpoint"
+LOCK_NAME = ".deconfetti.lock"
 
 
 def default_output_dir(products_name: str) -> Path:
@@ -59,11 +64,38 @@ def check_output_dir(outdir: Path, *, overwrite: bool = False) -> None:
                          f"({exc.strerror or exc})") from None
 
 
+@contextlib.contextmanager
+def lock_output_dir(outdir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``outdir`` (one writer at a time); refuse if held."""
+    path = Path(outdir) / LOCK_NAME
+    try:
+        handle = open(path, "a+")
+    except OSError as exc:
+        raise InputError(f"{outdir}: cannot create the lock file ({exc.strerror})") from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(f"{outdir}: another deconfetti is writing here; wait for it or "
+                             "choose another --out") from None
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        handle.close()
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(temporary_path)`` then rename it to ``path``; no half file is left."""
+    """Call ``write(temporary_path)`` then rename it to ``path``; no half file is left.
+
+    Raises `InputError` naming ``path`` when the folder cannot be written (permissions,
+    full disk).
+    """
     path = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
-                                         suffix=".part")
+    try:
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                             suffix=".part")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write ({exc.strerror or exc})") from None
     os.close(handle)
     temporary = Path(temporary)
     try:
@@ -72,6 +104,9 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
         os.umask(umask)
         os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise InputError(f"{path}: cannot write ({exc.strerror or exc})") from None
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise

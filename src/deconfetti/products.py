@@ -100,6 +100,9 @@ class Product:
                                  nchan, self.path)
         self.object_name = str(info.get("objectname", ""))
         self.tile_depth, self._masked = _casa_storage(self.path, self._axes[0], self._ndim)
+        _check_stored(self.path, shape, sum(f.stat().st_size for f in self.path.glob("table.f*")))
+        if stokes and shape[stokes[1][0]] > 1:
+            _warn_stokes(self.path, shape[stokes[1][0]])
         self._read = self._read_casa
 
     def _read_casa(self, start: int, stop: int, ys: slice, xs: slice) -> np.ndarray:
@@ -129,6 +132,17 @@ class Product:
             raise InputError(f"{self.path}: FITS file holds no image data")
         self._hdu = hdus[0]
         header = self._hdu.header
+        for i in range(1, header["NAXIS"] + 1):
+            if header.get(f"CDELT{i}", 1.0) == 0 and header.get(f"NAXIS{i}", 1) > 1:
+                raise InputError(f"{self.path}: axis {header.get(f'CTYPE{i}', i)} has "
+                                 f"CDELT{i} = 0 (the axis is not monotonic)")
+        if header.get("BITPIX", -32) > 0 and any(k in header for k in ("BSCALE", "BZERO",
+                                                                        "BLANK")):
+            # scaled integers cannot be memory-mapped; sections still read lazily
+            self._hdul.close()
+            self._hdul = fits.open(self.path, memmap=False, lazy_load_hdus=False)
+            self._hdu = [h for h in self._hdul if h.is_image
+                         and h.header.get("NAXIS", 0) >= 2][0]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
@@ -152,6 +166,12 @@ class Product:
                              f"(CTYPE {', '.join(ctypes)})")
         nchan = dims[self._axes[0]] if spec is not None else 1
         self.shape = (nchan, dims[self._axes[2]], dims[self._axes[3]])
+        info = self._hdu.fileinfo()
+        if info is not None and not header.get("ZIMAGE", False):
+            _check_stored(self.path, dims, self.path.stat().st_size - info["datLoc"],
+                          abs(header.get("BITPIX", -32)) // 8)
+        if stokes is not None and dims[self._axes[1]] > 1:
+            _warn_stokes(self.path, dims[self._axes[1]])
         keep = [wcs.wcs.lng + 1, wcs.wcs.lat + 1] + ([spec + 1] if spec is not None else [])
         self.header = wcs.sub(keep).to_header()
         for key in ("RESTFRQ", "RESTFREQ"):
@@ -384,6 +404,29 @@ def _find_sibling(prefix: Path, kind: str, tt: str, ext: str) -> Path | None:
     return None
 
 
+def _check_stored(path: Path, shape: list[int] | tuple[int, ...], stored: int,
+                  itemsize: int = 4) -> None:
+    """Refuse a header that claims more pixels than the file can hold (nothing is
+    allocated from a shape the data do not back)."""
+    claimed = int(np.prod([int(n) for n in shape], dtype=np.float64)) * itemsize
+    if claimed > stored:
+        raise InputError(f"{path}: header claims {_fmt_bytes(claimed)} of data but the file "
+                         f"holds {_fmt_bytes(stored)} (truncated or corrupt)")
+
+
+def _fmt_bytes(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}"
+        n /= 1000
+    return f"{n} B"
+
+
+def _warn_stokes(path: Path, count: int) -> None:
+    warnings.warn(f"{path}: Stokes axis of length {count}; only the first plane "
+                  "(normally I) is scanned", DeconfettiWarning, stacklevel=4)
+
+
 def _check_consistent(opened: dict[str, Product]) -> None:
     image = opened["image"]
     for kind, product in opened.items():
@@ -393,11 +436,30 @@ def _check_consistent(opened: dict[str, Product]) -> None:
         if kind in ("model", "residual") and not _same_celestial(product.header, image.header):
             raise InputError(f"{product.path}: coordinates differ from the image's "
                              f"({image.path})")
+    for kind in ("image", "residual"):
+        unit = opened[kind].unit.replace(" ", "").lower()
+        if unit and not unit.endswith("/beam"):
+            raise InputError(f"{opened[kind].path}: brightness unit is '{opened[kind].unit}', "
+                             "expected Jy/beam (is this the tclean image/residual?)")
+    _check_spectral(image)
     model_unit = opened["model"].unit.replace(" ", "").lower()
     if "beam" in model_unit:
         warnings.warn(f"{opened['model'].path}: model unit is '{opened['model'].unit}', "
                       "expected Jy/pixel; model fluxes are taken as Jy/pixel",
                       DeconfettiWarning, stacklevel=3)
+
+
+def _check_spectral(image: Product) -> None:
+    if image.shape[0] < 2 or not image.wcs.has_spectral:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        values = np.asarray(image.wcs.spectral.pixel_to_world_values(
+            np.arange(image.shape[0], dtype=float)), dtype=float)
+    steps = np.diff(values)
+    if not (np.all(steps > 0) or np.all(steps < 0)):
+        raise InputError(f"{image.path}: spectral axis is not monotonic "
+                         "(channel increment zero or changing sign)")
 
 
 def _same_celestial(a: fits.Header, b: fits.Header) -> bool:
@@ -474,22 +536,32 @@ def _casa_beams(record: dict | None, nchan: int, path: Path) -> list[Beam] | Non
     if not record:
         return None
     if "major" in record:
-        return [_casa_beam(record)] * nchan
+        return [_casa_beam(record, path)] * nchan
     beams = []
     for chan in range(nchan):
         entry = record.get(f"*{chan}")
         if entry is None:
             raise InputError(f"{path}: per-channel beam of channel {chan} is missing")
-        beams.append(_casa_beam(entry))
+        beams.append(_casa_beam(entry, path))
     return beams
 
 
-def _casa_beam(entry: dict) -> Beam:
-    def quantity(q: dict) -> u.Quantity:
-        return float(q["value"]) * u.Unit(str(q["unit"]))
+def _casa_beam(entry: dict, path: Path) -> Beam:
+    try:
+        values = [float(entry[k]["value"]) * u.Unit(str(entry[k]["unit"]))
+                  for k in ("major", "minor", "positionangle")]
+    except (KeyError, TypeError, ValueError):
+        raise InputError(f"{path}: malformed restoring beam record") from None
+    return _beam(*values, path)
 
-    return Beam(major=quantity(entry["major"]), minor=quantity(entry["minor"]),
-                pa=quantity(entry["positionangle"]))
+
+def _beam(major: u.Quantity, minor: u.Quantity, pa: u.Quantity, path: Path) -> Beam:
+    if not (np.isfinite(major.value) and np.isfinite(minor.value)) or major <= 0 or minor <= 0:
+        raise InputError(f"{path}: restoring beam is zero or missing "
+                         f"(major {major}, minor {minor})")
+    if minor > major:
+        raise InputError(f"{path}: restoring beam minor axis {minor} exceeds major {major}")
+    return Beam(major=major, minor=minor, pa=pa)
 
 
 def _fits_beams(hdul: fits.HDUList, header: fits.Header, nchan: int,
@@ -505,8 +577,8 @@ def _fits_beams(hdul: fits.HDUList, header: fits.Header, nchan: int,
             raise InputError(f"{path}: BEAMS table has {len(beams)} rows for {nchan} channels")
         return [beams[i] for i in range(nchan)]
     if "BMAJ" in header and "BMIN" in header:
-        beam = Beam(major=float(header["BMAJ"]) * u.deg, minor=float(header["BMIN"]) * u.deg,
-                    pa=float(header.get("BPA", 0.0)) * u.deg)
+        beam = _beam(float(header["BMAJ"]) * u.deg, float(header["BMIN"]) * u.deg,
+                     float(header.get("BPA", 0.0)) * u.deg, path)
         return [beam] * nchan
     return None
 

@@ -86,7 +86,8 @@ class BlockResult:
 
 
 def scan(products: "Products | str", *, config: Config | None = None,
-         progress: Callable[[int, int], None] | None = None, **params: Any) -> ScanResult:
+         progress: Callable[[int, int], None] | None = None, store: Any = None,
+         **params: Any) -> ScanResult:
     """Scan the products of one tclean run for confetti.
 
     Parameters
@@ -97,6 +98,9 @@ def scan(products: "Products | str", *, config: Config | None = None,
         Parameters; defaults from `deconfetti.config`.
     progress : callable, optional
         Called as ``progress(blocks_done, blocks_total)`` after each channel block.
+    store : optional
+        Keeps finished blocks (``load(block)``, ``save(block, result)``), e.g. a
+        `deconfetti.checkpoint.BlockStore`, so that an interrupted scan resumes.
     **params
         Single parameters by key name, e.g. ``threshold=6`` (``find.threshold``).
 
@@ -124,7 +128,11 @@ def scan(products: "Products | str", *, config: Config | None = None,
     peak = np.full(products.shape[1:], np.nan, dtype=np.float32)
     parts, negative_parts = [], []
     for done, block in enumerate(blocks, start=1):
-        result = scan_block(products, block, config, fraction)
+        result = store.load(block) if store is not None else None
+        if result is None:
+            result = scan_block(products, block, config, fraction)
+            if store is not None:
+                store.save(block, result)
         rms[block.start:block.stop] = result.rms
         parts.append(result.columns)
         negative_parts.append(result.negatives)

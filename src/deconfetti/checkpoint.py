@@ -1,0 +1,107 @@
+"""Block results kept on disk so that an interrupted scan resumes where it stopped.
+
+A checkpoint folder holds ``fingerprint.json`` (the inputs' paths, sizes and modification
+times, the parameters and the block size) and one ``block_<start>.npz`` per finished
+block, each written atomically. Blocks are reused only under the same fingerprint;
+files are read with ``allow_pickle=False`` (nothing from disk is unpickled).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .products import Products
+from .stream import Block
+
+__all__ = ["BlockStore"]
+
+
+class BlockStore:
+    """Finished blocks of one scan in ``folder``.
+
+    Parameters
+    ----------
+    folder : Path
+    products : Products
+    parameters : dict
+        The scan's full configuration (`Config.to_dict`) and block size.
+    resume : bool
+        Keep blocks already there when their fingerprint matches; otherwise start empty.
+    """
+
+    def __init__(self, folder: Path, products: Products, parameters: dict[str, Any], *,
+                 resume: bool):
+        self.folder = Path(folder)
+        fingerprint = {"inputs": {kind: _stat(path) for kind, path in products.paths.items()},
+                       "parameters": parameters}
+        marker = self.folder / "fingerprint.json"
+        same = resume and marker.exists() and _read_json(marker) == json.loads(
+            json.dumps(fingerprint))
+        if not same and self.folder.exists():
+            shutil.rmtree(self.folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if not same:
+            _atomic(marker, lambda p: p.write_text(json.dumps(fingerprint), encoding="utf-8"))
+
+    def load(self, block: Block):
+        """The stored result of ``block``, or None."""
+        from .scan import BlockResult
+
+        path = self.folder / f"block_{block.start}.npz"
+        if not path.exists():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                parts = {name: data[name] for name in data.files}
+        except (OSError, ValueError):
+            return None
+        if int(parts.pop("stop")) != block.stop:
+            return None
+        return BlockResult(
+            rms=parts.pop("rms"), peak=parts.pop("peak"),
+            negatives={k[4:]: parts.pop(k) for k in list(parts) if k.startswith("neg_")},
+            columns={k[4:]: parts.pop(k) for k in list(parts) if k.startswith("col_")})
+
+    def save(self, block: Block, result) -> None:
+        """Store ``result`` of ``block`` (atomically)."""
+        arrays = {"stop": np.array(block.stop), "rms": result.rms, "peak": result.peak}
+        arrays.update({f"col_{k}": np.asarray(v) for k, v in result.columns.items()})
+        arrays.update({f"neg_{k}": np.asarray(v) for k, v in result.negatives.items()})
+        _atomic(self.folder / f"block_{block.start}.npz",
+                lambda p: np.savez(p, **arrays))
+
+    def remove(self) -> None:
+        """Delete the folder (after the outputs are written)."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _stat(path: str) -> list:
+    target = Path(path)
+    files = [target] if target.is_file() else sorted(target.glob("table.f*"))
+    return [path] + [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _atomic(path: Path, write) -> None:
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                         suffix=".part.npz")
+    os.close(handle)
+    try:
+        write(Path(temporary))
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
