@@ -251,7 +251,7 @@ def test_killed_scan_leaves_no_catalog_and_resume_completes(fits_prefix, tmp_pat
     assert len(calls) == 3  # 5 blocks, 2 reused
     assert not (out / CHECKPOINT_DIR).exists()
     done, expected = (out / "candidates.ecsv").read_text(), (reference / "candidates.ecsv").read_text()
-    strip = lambda text: [l for l in text.splitlines() if "date:" not in l]  # noqa: E731
+    strip = lambda text: [line for line in text.splitlines() if "date:" not in line]  # noqa: E731
     assert strip(done) == strip(expected)
 
 
