@@ -17,8 +17,8 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	rm -rf demo-output
-	$(BIN)/deconfetti scan "$$($(BIN)/python -c 'import deconfetti; print(deconfetti.example_path())')" --out demo-output
-	@echo "demo outputs in demo-output/"
+	$(BIN)/deconfetti scan "$$($(BIN)/python -c 'import deconfetti; print(deconfetti.example_path())')" --out demo-output --report
+	@echo "demo outputs in demo-output/ (open demo-output/report.html in a browser)"
 
 # the report's browser test uses Debian's chromium and chromedriver
 browser:
