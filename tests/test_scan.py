@@ -161,3 +161,23 @@ def test_parameters_by_name_and_config(sim_fits):
     assert result.summary["parameters"]["find"]["threshold"] == 50.0
     with pytest.raises(InputError, match="unknown parameter 'nonsense'"):
         deconfetti.scan(sim_fits, nonsense=1)
+
+
+def test_threads_give_the_serial_result(sim_fits, sim_scan):
+    table = deconfetti.scan(sim_fits, block_channels=2, workers=2).candidates
+    for name in ("channel", "x", "y", "classification", "score", "rms"):
+        np.testing.assert_array_equal(table[name], sim_scan.candidates[name])
+
+
+def test_dask_local_cluster_gives_the_serial_result(sim_casa):
+    from distributed import Client, LocalCluster
+
+    serial = deconfetti.scan(sim_casa, block_channels=3, workers=1)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        result = deconfetti.scan(sim_casa, block_channels=3, client=client)
+    assert len(result.candidates) == len(serial.candidates) > 0
+    for name in ("channel", "x", "y", "classification", "score", "rms", "reliability"):
+        np.testing.assert_array_equal(result.candidates[name], serial.candidates[name])
+    np.testing.assert_array_equal(result.rms, serial.rms)
+    np.testing.assert_array_equal(result.peak, serial.peak)

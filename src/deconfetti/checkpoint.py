@@ -50,6 +50,10 @@ class BlockStore:
         if not same:
             _atomic(marker, lambda p: p.write_text(json.dumps(fingerprint), encoding="utf-8"))
 
+    def has(self, block: Block) -> bool:
+        """Whether ``block`` was stored (and reads back)."""
+        return self.load(block) is not None
+
     def load(self, block: Block):
         """The stored result of ``block``, or None."""
         from .scan import BlockResult

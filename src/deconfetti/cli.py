@@ -8,6 +8,7 @@ naming the file or parameter); 3 confetti found with ``--fail-on-confetti``;
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import shutil
 import sys
@@ -48,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--set", action="append", default=[], metavar="STAGE.KEY=VALUE",
                       help="override one parameter; may be repeated")
     scan.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    scan.add_argument("--workers", type=int, metavar="N",
+                      help="blocks processed at once, in threads (stream.workers; default: "
+                           "one per CPU core)")
+    scan.add_argument("--scheduler", metavar="ADDRESS",
+                      help="run the blocks on a dask.distributed cluster, e.g. "
+                           "tcp://host:8786 (the workers must see the products' paths)")
     scan.add_argument("--resume", action="store_true",
                       help="reuse the blocks an interrupted scan of the same inputs and "
                            "parameters finished (kept in OUT/.deconfetti-checkpoint/)")
@@ -119,6 +126,8 @@ def _scan(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.set)
     if args.threshold is not None:
         overrides.setdefault("find", {})["threshold"] = args.threshold
+    if args.workers is not None:
+        overrides.setdefault("stream", {})["workers"] = args.workers
     config = load_config(args.config, overrides)
     if args.source is None and args.image is None:
         raise InputError("give an imagename prefix or a product, or --image PATH")
@@ -132,7 +141,8 @@ def _scan(args: argparse.Namespace) -> int:
         with lock_output_dir(outdir):
             store = BlockStore(outdir / CHECKPOINT_DIR, products, config.to_dict(),
                                resume=args.resume)
-            result = scan(products, config=config, store=store)
+            with _client(args.scheduler) as client:
+                result = scan(products, config=config, store=store, client=client)
             paths = write_outputs(result, outdir, overwrite=True)
             count = max(args.figures, args.top if args.report else 0)
             pngs = evidence_pngs(result.products, result.candidates[:count])
@@ -150,6 +160,22 @@ def _scan(args: argparse.Namespace) -> int:
     if args.fail_on_confetti and result.counts["confetti"]:
         return EXIT_CONFETTI
     return EXIT_OK
+
+
+@contextlib.contextmanager
+def _client(address: str | None):
+    """A dask.distributed Client for ``address``, or None."""
+    if address is None:
+        yield None
+        return
+    from distributed import Client
+
+    try:
+        client = Client(address, timeout="20s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise InputError(f"--scheduler {address}: cannot connect ({exc})") from None
+    with client:
+        yield client
 
 
 def _report_command(args: argparse.Namespace) -> int:

@@ -70,6 +70,8 @@ class StreamConfig:
     memory_mb: int = 1024
     #: channels per block; 0 chooses from memory_mb and the products' tile depth
     block_channels: int = 0
+    #: blocks processed at once (threads); 0 means one per CPU core. memory_mb is shared
+    workers: int = 0
 
 
 @dataclass(frozen=True)

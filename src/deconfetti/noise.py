@@ -122,14 +122,41 @@ def channel_rms(residual: np.ndarray, valid: np.ndarray, *, width: float, fracti
     -------
     rms : ndarray, shape (nchan,)
         Jy/beam; NaN for channels with too few valid pixels.
+
+    Notes
+    -----
+    Planes larger than ``4 * max_samples`` pixels are high-passed on a regular grid of
+    square tiles (each with a margin of 4 ``width``) that together hold about
+    ``max_samples`` pixels, spread over the whole plane, instead of the whole plane.
     """
     out = np.full(residual.shape[0], np.nan)
+    tiles = _tiles(residual.shape[1:], width, max_samples)
     for i, (plane, ok) in enumerate(zip(residual, valid)):
         if np.count_nonzero(ok) < 20:
             continue
-        out[i] = robust_rms(highpass(plane, ok, width), clip=clip,
+        values = [highpass(plane[outer], ok[outer], width)[inner] for outer, inner in tiles]
+        out[i] = robust_rms(np.concatenate([v.ravel() for v in values]), clip=clip,
                             max_samples=max_samples) / fraction
     return out
+
+
+def _tiles(shape: tuple[int, int], width: float, max_samples: int
+           ) -> list[tuple[tuple[slice, slice], tuple[slice, slice]]]:
+    """(outer window, inner window relative to it) pairs covering the plane sparsely."""
+    ny, nx = shape
+    if ny * nx <= 4 * max_samples:
+        return [((slice(0, ny), slice(0, nx)), (slice(None), slice(None)))]
+    side = 128
+    count = max(1, int(np.ceil(np.sqrt(max_samples / side ** 2))))
+    margin = int(np.ceil(4 * width))
+    pairs = []
+    for cy in np.linspace(0, ny - side, count + 2)[1:-1].astype(int):
+        for cx in np.linspace(0, nx - side, count + 2)[1:-1].astype(int):
+            y0, x0 = max(0, cy - margin), max(0, cx - margin)
+            y1, x1 = min(ny, cy + side + margin), min(nx, cx + side + margin)
+            pairs.append(((slice(y0, y1), slice(x0, x1)),
+                          (slice(cy - y0, cy - y0 + side), slice(cx - x0, cx - x0 + side))))
+    return pairs
 
 
 def spike_rms(residual: np.ndarray, valid: np.ndarray, core: slice, *, clip: float = 3.0,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,7 @@ class Product:
         self.kind = kind
         self.path = path
         self.object_name = ""
+        self._lock = threading.Lock()  # one read at a time per product (casacore, astropy)
         if path.is_dir():
             self._open_casa()
         else:
@@ -211,13 +213,18 @@ class Product:
         ys = slice(min(max(0, ys.start or 0), ny), max(0, min(ny, ny if ys.stop is None else ys.stop)))
         xs = slice(min(max(0, xs.start or 0), nx), max(0, min(nx, nx if xs.stop is None else xs.stop)))
         try:
-            return self._read(start, stop, ys, xs)
+            with self._lock:
+                return self._read(start, stop, ys, xs)
         except (RuntimeError, OSError, ValueError) as exc:
             raise InputError(f"{self.path}: cannot read channels {start}-{stop - 1} "
                              f"({_first_line(exc)})") from None
 
     def __repr__(self) -> str:
         return f"Product({self.kind!r}, '{self.path}', shape={self.shape})"
+
+    def __reduce__(self):
+        """Pickled as kind and path: a worker process reopens the product."""
+        return (Product, (self.kind, self.path))
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,11 @@ parallel or distributed run maps over), a pure function of the products and the 
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import datetime
 import logging
+import os
 import platform
 import warnings
 from dataclasses import dataclass, field
@@ -87,7 +90,7 @@ class BlockResult:
 
 def scan(products: "Products | str", *, config: Config | None = None,
          progress: Callable[[int, int], None] | None = None, store: Any = None,
-         **params: Any) -> ScanResult:
+         client: Any = None, **params: Any) -> ScanResult:
     """Scan the products of one tclean run for confetti.
 
     Parameters
@@ -101,6 +104,10 @@ def scan(products: "Products | str", *, config: Config | None = None,
     store : optional
         Keeps finished blocks (``load(block)``, ``save(block, result)``), e.g. a
         `deconfetti.checkpoint.BlockStore`, so that an interrupted scan resumes.
+    client : dask.distributed.Client, optional
+        Run the blocks on this cluster (the workers reopen the products from their
+        paths, which they must see); otherwise ``stream.workers`` threads run them here.
+        The result does not depend on how the blocks were run.
     **params
         Single parameters by key name, e.g. ``threshold=6`` (``find.threshold``).
 
@@ -119,20 +126,19 @@ def scan(products: "Products | str", *, config: Config | None = None,
 
     log.info("Measuring noise: high-pass fraction")
     fraction = _highpass_fraction(products, config)
+    workers = config.stream.workers or os.cpu_count() or 1
     size = config.stream.block_channels or choose_block_channels(
-        products.shape, memory_mb=config.stream.memory_mb, tile_depth=products.image.tile_depth)
+        products.shape, memory_mb=config.stream.memory_mb / (1 if client else workers),
+        tile_depth=products.image.tile_depth)
     blocks = plan_blocks(nchan, size)
-    log.info("Streaming %d block(s) of up to %d channel(s)", len(blocks), size)
+    log.info("Streaming %d block(s) of up to %d channel(s) with %s", len(blocks), size,
+             f"dask client {client}" if client else f"{workers} worker thread(s)")
 
     rms = np.full(nchan, np.nan)
     peak = np.full(products.shape[1:], np.nan, dtype=np.float32)
     parts, negative_parts = [], []
-    for done, block in enumerate(blocks, start=1):
-        result = store.load(block) if store is not None else None
-        if result is None:
-            result = scan_block(products, block, config, fraction)
-            if store is not None:
-                store.save(block, result)
+    for done, (block, result) in enumerate(
+            _run_blocks(products, blocks, config, fraction, store, workers, client), start=1):
         rms[block.start:block.stop] = result.rms
         parts.append(result.columns)
         negative_parts.append(result.negatives)
@@ -168,6 +174,34 @@ def scan(products: "Products | str", *, config: Config | None = None,
     log.info("Found %s", ", ".join(f"{n} {k}" for k, n in summary["counts"].items()))
     return ScanResult(candidates=catalog, summary=summary, products=products, config=config,
                       rms=rms, peak=peak)
+
+
+def _run_blocks(products: Products, blocks: list[Block], config: Config, fraction: float,
+                store: Any, workers: int, client: Any):
+    """Yield ``(block, BlockResult)`` in block order: stored blocks from ``store``, the
+    others computed on ``client``, on ``workers`` threads, or here (and then stored)."""
+    todo = [block for block in blocks if store is None or not store.has(block)]
+    with contextlib.ExitStack() as stack:
+        if client is not None and todo:
+            futures = client.map(scan_block, [products] * len(todo), todo,
+                                 [config] * len(todo), [fraction] * len(todo), pure=False)
+            computed = (future.result() for future in futures)
+        elif workers > 1 and len(todo) > 1:
+            pool = stack.enter_context(concurrent.futures.ThreadPoolExecutor(workers))
+            stack.callback(pool.shutdown, wait=True, cancel_futures=True)
+            computed = pool.map(lambda block: scan_block(products, block, config, fraction),
+                                todo)
+        else:
+            computed = (scan_block(products, block, config, fraction) for block in todo)
+        computed = iter(computed)
+        for block in blocks:
+            if store is not None and store.has(block) and block not in todo:
+                yield block, store.load(block)
+                continue
+            result = next(computed)
+            if store is not None:
+                store.save(block, result)
+            yield block, result
 
 
 def scan_block(products: Products, block: Block, config: Config,
