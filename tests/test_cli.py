@@ -129,3 +129,47 @@ def test_path_with_spaces_and_non_ascii(sim_fits, tmp_path):
         shutil.copy(path, folder / path.name.replace("cube", "G008 ü"))
     assert run("scan", folder / "G008 ü", "-q") == 0
     assert (folder / "G008 ü.deconfetti" / "confetti.reg").exists()
+
+
+def test_scan_many_over_a_survey_folder(sim, tmp_path, capsys):
+    from deconfetti.simulate import write_products
+
+    survey = tmp_path / "survey"
+    write_products(sim, survey / "field1", "cube", fmt="casa")
+    write_products(sim, survey / "field2", "line", fmt="fits")
+    broken = survey / "field3"
+    broken.mkdir(parents=True)
+    for kind in ("image", "model", "residual"):
+        (broken / f"bad.{kind}").mkdir()
+    code = main(["scan-many", str(survey), "--survey", str(tmp_path / "s"), "--figures", "0",
+                 "--fail-on-confetti"])
+    printed = capsys.readouterr().out
+    assert code == 2  # one cube failed; the others were scanned
+    assert "[3/3]" in printed and "error" in printed
+    table = Table.read(tmp_path / "s" / "survey.ecsv")
+    assert list(table["status"][:2]) == ["ok", "ok"] and "bad.image" in table["status"][2]
+    assert list(table["confetti"]) == [2, 2, 0]
+    assert table["worst_channel"][0] in (2, 5) and table["nchan"][0] == 10
+    assert (survey / "field1" / "cube.deconfetti" / "candidates.ecsv").exists()
+    data = json.loads((tmp_path / "s" / "survey.json").read_text())
+    assert data["cubes"] == 3 and data["failed"] == 1 and data["totals"]["confetti"] == 4
+    shutil.rmtree(broken)
+    assert main(["scan-many", str(survey / "*" / "*.image*"), "--survey", str(tmp_path / "t"),
+                 "--figures", "0", "--overwrite", "--fail-on-confetti", "-q"]) == 3
+    assert main(["scan-many", str(tmp_path / "empty*"), "--survey", str(tmp_path)]) == 2
+
+
+def test_progress_bar_only_on_a_terminal(monkeypatch, capsys):
+    from argparse import Namespace
+
+    from deconfetti.cli import _progress
+
+    with _progress(Namespace(quiet=False), "x") as update:
+        assert update is None  # not a terminal under pytest
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    with _progress(Namespace(quiet=True), "x") as update:
+        assert update is None
+    with _progress(Namespace(quiet=False), "cube") as update:
+        update(1, 4)
+        update(4, 4)
+    assert "cube" in capsys.readouterr().err

@@ -42,31 +42,18 @@ def build_parser() -> argparse.ArgumentParser:
         scan.add_argument(f"--{kind}", metavar="PATH", help=f"explicit {kind} product")
     scan.add_argument("--out", metavar="DIR", help="output folder "
                       "(default: <imagename>.deconfetti/ beside the products)")
-    scan.add_argument("--threshold", type=float, metavar="SIGMA",
-                      help="image spike threshold in sigma (find.threshold, default 5)")
-    scan.add_argument("--config", metavar="FILE", help="TOML parameter file "
-                      "(see 'deconfetti config')")
-    scan.add_argument("--set", action="append", default=[], metavar="STAGE.KEY=VALUE",
-                      help="override one parameter; may be repeated")
-    scan.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    scan.add_argument("--workers", type=int, metavar="N",
-                      help="blocks processed at once, in threads (stream.workers; default: "
-                           "one per CPU core)")
-    scan.add_argument("--scheduler", metavar="ADDRESS",
-                      help="run the blocks on a dask.distributed cluster, e.g. "
-                           "tcp://host:8786 (the workers must see the products' paths)")
-    scan.add_argument("--resume", action="store_true",
-                      help="reuse the blocks an interrupted scan of the same inputs and "
-                           "parameters finished (kept in OUT/.deconfetti-checkpoint/)")
-    scan.add_argument("--figures", type=int, default=10, metavar="N",
-                      help="write the figures of the N highest-scoring candidates into "
-                           "OUT/figures/ (default 10; 0 for none)")
-    scan.add_argument("--report", action="store_true", help="also write OUT/report.html")
-    scan.add_argument("--top", type=int, default=25, metavar="N",
-                      help="candidates with figures in the report (default 25)")
-    scan.add_argument("--fail-on-confetti", action="store_true",
-                      help="exit with code 3 when confetti is found")
-    _add_verbosity(scan)
+    _add_scan_options(scan)
+
+    many = sub.add_parser("scan-many", help="scan every tclean run found (a survey)",
+                          description="Scan every product set found under directories or "
+                                      "by glob patterns, each into <imagename>.deconfetti/, and "
+                                      "write survey.ecsv and survey.json.")
+    many.add_argument("sources", nargs="+", metavar="DIR_OR_GLOB",
+                      help="directories (searched for *.image, *.image.fits, .tt0), glob "
+                           "patterns ('survey/**/*.image') or products")
+    many.add_argument("--survey", metavar="DIR", default=".",
+                      help="where survey.ecsv and survey.json go (default: here)")
+    _add_scan_options(many)
 
     report = sub.add_parser("report", help="write report.html for a scan folder",
                             description="Write a self-contained report.html into a folder "
@@ -80,6 +67,34 @@ def build_parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="print the default parameter file")
     _add_verbosity(config)
     return parser
+
+
+def _add_scan_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threshold", type=float, metavar="SIGMA",
+                        help="image spike threshold in its noise (find.threshold, default 5)")
+    parser.add_argument("--config", metavar="FILE", help="TOML parameter file "
+                        "(see 'deconfetti config')")
+    parser.add_argument("--set", action="append", default=[], metavar="STAGE.KEY=VALUE",
+                        help="override one parameter; may be repeated")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument("--figures", type=int, default=10, metavar="N",
+                        help="write the figures of the N highest-scoring candidates into "
+                             "OUT/figures/ (default 10; 0 for none)")
+    parser.add_argument("--report", action="store_true", help="also write OUT/report.html")
+    parser.add_argument("--top", type=int, default=25, metavar="N",
+                        help="candidates with figures in the report (default 25)")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="blocks processed at once, in threads (stream.workers; default: "
+                             "one per CPU core)")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="run the blocks on a dask.distributed cluster, e.g. "
+                             "tcp://host:8786 (the workers must see the products' paths)")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse the blocks an interrupted scan of the same inputs and "
+                             "parameters finished (kept in OUT/.deconfetti-checkpoint/)")
+    parser.add_argument("--fail-on-confetti", action="store_true",
+                        help="exit with code 3 when confetti is found")
+    _add_verbosity(parser)
 
 
 def _add_verbosity(parser: argparse.ArgumentParser) -> None:
@@ -98,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_OK
         if args.command == "report":
             return _report_command(args)
+        if args.command == "scan-many":
+            return _scan_many(args)
         return _scan(args)
     except InputError as exc:
         if args.debug:
@@ -115,34 +132,52 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BUG
 
 
-def _scan(args: argparse.Namespace) -> int:
-    from .checkpoint import BlockStore
-    from .outputs import (CHECKPOINT_DIR, check_output_dir, default_output_dir, lock_output_dir,
-                          write_figures, write_outputs, write_report)
-    from .products import open_products
-    from .report import evidence_pngs
-    from .scan import scan
-
+def _config(args: argparse.Namespace):
     overrides = parse_overrides(args.set)
     if args.threshold is not None:
         overrides.setdefault("find", {})["threshold"] = args.threshold
     if args.workers is not None:
         overrides.setdefault("stream", {})["workers"] = args.workers
-    config = load_config(args.config, overrides)
+    return load_config(args.config, overrides)
+
+
+def _scan(args: argparse.Namespace) -> int:
+    from .outputs import default_output_dir
+    from .products import open_products
+
+    config = _config(args)
     if args.source is None and args.image is None:
         raise InputError("give an imagename prefix or a product, or --image PATH")
     products = open_products(args.source if args.source is not None else args.image,
                              image=args.image, model=args.model, residual=args.residual,
                              psf=args.psf, pb=args.pb, mask=args.mask)
     outdir = Path(args.out) if args.out else default_output_dir(products.name)
+    with _client(args.scheduler) as client:
+        result, paths = _scan_one(products, outdir, config, args, client)
+    if not args.quiet:
+        print(_summary_text(result, outdir, paths))
+    if args.fail_on_confetti and result.counts["confetti"]:
+        return EXIT_CONFETTI
+    return EXIT_OK
+
+
+def _scan_one(products, outdir: Path, config, args: argparse.Namespace, client):
+    """Scan one product set into ``outdir`` with every output the options ask for."""
+    from .checkpoint import BlockStore
+    from .outputs import (CHECKPOINT_DIR, check_output_dir, lock_output_dir, write_figures,
+                          write_outputs, write_report)
+    from .report import evidence_pngs
+    from .scan import scan
+
     created = not outdir.exists()
     try:
         check_output_dir(outdir, overwrite=args.overwrite)
         with lock_output_dir(outdir):
             store = BlockStore(outdir / CHECKPOINT_DIR, products, config.to_dict(),
                                resume=args.resume)
-            with _client(args.scheduler) as client:
-                result = scan(products, config=config, store=store, client=client)
+            with _progress(args, products.name) as progress:
+                result = scan(products, config=config, store=store, client=client,
+                              progress=progress)
             paths = write_outputs(result, outdir, overwrite=True)
             count = max(args.figures, args.top if args.report else 0)
             pngs = evidence_pngs(result.products, result.candidates[:count])
@@ -155,11 +190,64 @@ def _scan(args: argparse.Namespace) -> int:
         if created:  # leave nothing behind where nothing was before
             shutil.rmtree(outdir, ignore_errors=True)
         raise
+    return result, paths
+
+
+def _scan_many(args: argparse.Namespace) -> int:
+    from .outputs import default_output_dir
+    from .products import find_images, open_products
+    from .survey import survey_row, write_survey
+
+    config = _config(args)
+    images = find_images(args.sources)
+    if not images:
+        raise InputError(f"no tclean products (*.image, *.image.fits, .tt0) found in "
+                         f"{' '.join(args.sources)}")
+    rows, failed = [], 0
+    with _client(args.scheduler) as client:
+        for number, image in enumerate(images, start=1):
+            try:
+                products = open_products(image)
+                outdir = default_output_dir(products.name)
+                result, _ = _scan_one(products, outdir, config, args, client)
+                rows.append(survey_row(image, result=result, output=outdir))
+                status = ", ".join(f"{n} {k}" for k, n in result.counts.items())
+            except InputError as exc:
+                failed += 1
+                rows.append(survey_row(image, error=str(exc)))
+                status = f"error: {exc}"
+            if not args.quiet:
+                print(f"deconfetti: [{number}/{len(images)}] {image}: {status}")
+    paths = write_survey(rows, Path(args.survey), config=config.to_dict())
     if not args.quiet:
-        print(_summary_text(result, outdir, paths))
-    if args.fail_on_confetti and result.counts["confetti"]:
+        total = sum(r["confetti"] for r in rows)
+        print(f"deconfetti: {len(images)} cube(s), {failed} failed, {total} confetti; "
+              f"survey in {paths[0]} and {paths[1]}")
+    if failed:
+        return EXIT_INPUT
+    if args.fail_on_confetti and any(r["confetti"] for r in rows):
         return EXIT_CONFETTI
     return EXIT_OK
+
+
+@contextlib.contextmanager
+def _progress(args: argparse.Namespace, name: str):
+    """A progress bar over the channel blocks on a terminal, else None."""
+    if args.quiet or not sys.stderr.isatty():
+        yield None
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(desc=Path(name).name, unit="block", file=sys.stderr, leave=False)
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        yield update
+    finally:
+        bar.close()
 
 
 @contextlib.contextmanager

@@ -24,7 +24,7 @@ from radio_beam import Beam, Beams
 
 from .errors import DeconfettiWarning, InputError
 
-__all__ = ["Products", "Product", "open_products", "PRODUCT_KINDS"]
+__all__ = ["Products", "Product", "open_products", "find_images", "PRODUCT_KINDS"]
 
 #: the tclean products deconfetti knows, in the order they are looked up
 PRODUCT_KINDS = ("image", "model", "residual", "psf", "pb", "mask")
@@ -382,6 +382,37 @@ def open_products(source: "str | Path | Products", *, image: str | Path | None =
     beams = _choose_beams(opened)
     return Products(name=name, beams=beams,
                     **{k: opened.get(k) for k in PRODUCT_KINDS})
+
+
+def find_images(sources: list[str | Path]) -> list[Path]:
+    """The image product of every tclean run under ``sources``.
+
+    Each source is a directory (searched recursively for ``*.image``, ``*.image.tt0``,
+    ``*.image.fits`` and ``*.image.tt0.fits``), a glob pattern (``**`` allowed), or a
+    product or prefix. One image per imagename prefix (a CASA image is preferred to its
+    FITS export), sorted by path.
+    """
+    import glob
+
+    patterns = ("*.image", "*.image.tt0", "*.image.fits", "*.image.tt0.fits")
+    found: list[Path] = []
+    for source in sources:
+        path = Path(source)
+        if path.is_dir() and _kind_of(path) is None:
+            for pattern in patterns:
+                found += [p for p in path.rglob(pattern) if ".deconfetti" not in p.parts[-2]]
+        elif any(ch in str(source) for ch in "*?["):
+            found += [Path(p) for p in glob.glob(str(source), recursive=True)
+                      if _kind_of(Path(p)) == "image"]
+        else:
+            prefix, tt, ext = _split_name(path)
+            if prefix is None:
+                raise InputError(f"{source}: not found, and no {source}.image beside it")
+            found.append(_find_sibling(prefix, "image", tt, ext))
+    by_prefix: dict[Path, Path] = {}
+    for image in sorted(set(found), key=lambda p: (str(p).endswith(".fits"), str(p))):
+        by_prefix.setdefault(_split_name(image)[0], image)
+    return sorted(by_prefix.values())
 
 
 # -- helpers --------------------------------------------------------------------------------
