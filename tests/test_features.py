@@ -58,3 +58,13 @@ def test_ring_offsets_lie_on_the_circle():
     radius = np.hypot(*offsets.T)
     assert len(offsets) >= 12
     assert np.all(np.abs(radius - 7.5) < 0.75)
+
+
+def test_spread_max_equals_a_zero_padded_maximum_filter():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(4)
+    for shape in ((1, 1), (2, 5), (17, 23)):
+        plane = rng.normal(size=shape).astype(np.float32) - 0.5
+        np.testing.assert_array_equal(spread_max(plane),
+                                      ndimage.maximum_filter(plane, 3, mode="constant"))

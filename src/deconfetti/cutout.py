@@ -14,7 +14,7 @@ import numpy as np
 from astropy import constants
 from astropy import units as u
 
-from .features import psf_convolve_at, spectral_contrast
+from .features import psf_convolve_at, spectral_contrast, zero_nan
 from .products import Products
 
 __all__ = ["Cutout", "make_cutout", "spectral_axis"]
@@ -141,7 +141,7 @@ def _unsupported(products: Products, chan: int, window: tuple[slice, slice],
     gy, gx = np.mgrid[ys.start:ys.stop, xs.start:xs.stop]
     for c in range(max(c0, chan - 1), min(c1, chan + 2)):
         model = products.read("model", c, c + 1, wide)[0]
-        psf = np.nan_to_num(products.read("psf", c, c + 1, psf_window)[0])
+        psf = zero_nan(products.read("psf", c, c + 1, psf_window)[0])
         conv = psf_convolve_at(model, psf, (gy - wide[0].start).ravel(),
                                (gx - wide[1].start).ravel()).reshape(gy.shape)
         out[c - c0] = maps["image"][c - c0] - maps["residual"][c - c0] - conv

@@ -26,7 +26,7 @@ from .catalog import COLUMNS, empty_catalog, make_catalog
 from .classify import CLASSES, classify
 from .config import Config
 from .errors import DeconfettiWarning, InputError
-from .features import neighbour_max, spectral_contrast, spread_max
+from .features import neighbour_max, spectral_contrast, spread_max, zero_nan
 from .measure import data_test, measure_candidates
 from .noise import channel_rms, highpass_fraction, spike_rms
 from .products import Products, open_products
@@ -210,12 +210,13 @@ def scan_block(products: Products, block: Block, config: Config,
     start, stop = block.read_start, block.read_stop
     core = block.core
     image = products.read("image", start, stop)
-    model = np.nan_to_num(products.read("model", start, stop), copy=False)
+    model = zero_nan(products.read("model", start, stop))
     residual = products.read("residual", start, stop)
     valid = np.isfinite(image) & np.isfinite(residual)
     pb = products.read("pb", start, stop) if products.pb is not None else None
     if pb is not None:
-        valid &= np.nan_to_num(pb, nan=0.0) >= config.find.pb_min
+        with np.errstate(invalid="ignore"):
+            valid &= pb >= config.find.pb_min  # NaN compares False
     beam = products.beam_pixels[start:stop]
     ppb = products.pixels_per_beam[start:stop]
 
@@ -268,7 +269,7 @@ def scan_block(products: Products, block: Block, config: Config,
                                       beam_major=beam[:, 0],
                                       bowl_beams=config.classify.bowl_beams))
     if products.psf is not None and len(chan):
-        psf = np.nan_to_num(products.read("psf", start, stop), copy=False)
+        psf = zero_nan(products.read("psf", start, stop))
         columns.update(data_test(chan, ys, xs, image=image, model=model, residual=residual,
                                  psf=psf, rms=rms, spike_rms=spike_noise, beam=beam,
                                  ring_beams=config.classify.ring_beams))
