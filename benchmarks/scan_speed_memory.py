@@ -3,8 +3,9 @@
     python benchmarks/scan_speed_memory.py PREFIX [--memory-mb 1024]
 
 Runs, each in a fresh process: (1) the floor: reading every product the scan reads
-(image, model, residual, pb, psf) in the scan's own channel blocks; (2) the scan.
-Prints wall time, peak RSS and their ratio (warm page cache: the floor runs twice first).
+(image, model, residual, pb, psf) in the scan's own channel blocks; (2) the scan with
+``--workers`` threads; (3) the scan with one worker. Prints wall time, peak RSS, the
+scan/read ratio and the parallel speed-up (warm page cache: the floor runs twice first).
 """
 
 import argparse
@@ -13,11 +14,13 @@ import subprocess
 import sys
 
 READ = """
-import resource, sys, time
+import os, resource, sys, time
 import deconfetti
 from deconfetti.stream import plan_blocks, choose_block_channels
 p = deconfetti.open_products(sys.argv[1])
-size = choose_block_channels(p.shape, memory_mb=float(sys.argv[2]), tile_depth=p.image.tile_depth)
+workers = int(sys.argv[3]) or os.cpu_count()
+size = choose_block_channels(p.shape, memory_mb=float(sys.argv[2]) / workers,
+                             tile_depth=p.image.tile_depth)  # the scan's own blocks
 t = time.perf_counter()
 for b in plan_blocks(p.nchan, size):
     for kind in ("image", "model", "residual", "pb", "psf"):
@@ -30,14 +33,14 @@ SCAN = """
 import resource, sys, time
 import deconfetti
 t = time.perf_counter()
-r = deconfetti.scan(sys.argv[1], memory_mb=float(sys.argv[2]))
+r = deconfetti.scan(sys.argv[1], memory_mb=float(sys.argv[2]), workers=int(sys.argv[3]))
 print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, len(r.candidates))
 """
 
 
-def run(code, prefix, memory):
-    out = subprocess.run([sys.executable, "-c", code, prefix, str(memory)], check=True,
-                         capture_output=True, text=True).stdout.split()
+def run(code, prefix, memory, workers):
+    out = subprocess.run([sys.executable, "-c", code, prefix, str(memory), str(workers)],
+                         check=True, capture_output=True, text=True).stdout.split()
     return [float(v) for v in out]
 
 
@@ -45,14 +48,18 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("prefix")
     ap.add_argument("--memory-mb", type=float, default=1024)
+    ap.add_argument("--workers", type=int, default=0, help="0: one per core")
     a = ap.parse_args()
-    run(READ, a.prefix, a.memory_mb)  # warm the page cache
-    read_s, read_mb = run(READ, a.prefix, a.memory_mb)
-    scan_s, scan_mb, count = run(SCAN, a.prefix, a.memory_mb)
+    run(READ, a.prefix, a.memory_mb, a.workers)  # warm the page cache
+    read_s, read_mb = run(READ, a.prefix, a.memory_mb, a.workers)
+    scan_s, scan_mb, count = run(SCAN, a.prefix, a.memory_mb, a.workers)
+    serial_s, _, _ = run(SCAN, a.prefix, a.memory_mb, 1)
     result = {"read_s": round(read_s, 2), "read_peak_rss_mb": round(read_mb),
               "scan_s": round(scan_s, 2), "scan_peak_rss_mb": round(scan_mb),
               "scan_over_read": round(scan_s / read_s, 2), "candidates": int(count),
-              "memory_mb": a.memory_mb}
+              "one_worker_s": round(serial_s, 2),
+              "speedup_workers": round(serial_s / scan_s, 2),
+              "memory_mb": a.memory_mb, "workers": a.workers or "all cores"}
     print(json.dumps(result, indent=1))
 
 
