@@ -130,3 +130,18 @@ def test_windowed_reads_match_full_reads(sim, sim_casa, sim_fits):
         np.testing.assert_array_equal(part, sim.image[2:6, 10:30, 45:80])
     clipped = open_products(sim_fits).read("model", 0, 1, (slice(-7, 500), slice(90, 200)))
     assert clipped.shape == (1, 96, 6)
+
+
+def test_consecutive_blocks_reuse_their_halo(sim, sim_casa, monkeypatch):
+    products = open_products(sim_casa)
+    product = products.image
+    calls = []
+    real = product._read
+    monkeypatch.setattr(product, "_read", lambda start, stop, ys, xs:
+                        calls.append((start, stop)) or real(start, stop, ys, xs))
+    for start, stop in ((0, 4), (2, 7), (5, 10), (0, 3)):
+        np.testing.assert_array_equal(products.read("image", start, stop), sim.image[start:stop])
+    assert calls == [(0, 4), (4, 7), (7, 10), (0, 3)]
+    block = products.read("image", 1, 3)
+    block[:] = 0  # callers may modify what they get: the kept planes are copies
+    np.testing.assert_array_equal(products.read("image", 1, 3), sim.image[1:3])

@@ -10,6 +10,8 @@ differences cancel), is the unsupported excess, the candidate's ``score``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .features import disk, psf_convolve_at, ring_offsets
@@ -85,7 +87,7 @@ def measure_candidates(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, *,
 
 
 def data_test(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, image: np.ndarray,
-              model: np.ndarray, residual: np.ndarray, psf: np.ndarray, rms: np.ndarray,
+              model: np.ndarray, residual: np.ndarray, psf: Any, rms: np.ndarray,
               spike_rms: np.ndarray, beam: np.ndarray,
               ring_beams: float) -> dict[str, np.ndarray]:
     """Compare the restored image with the dirty image at each candidate.
@@ -94,8 +96,11 @@ def data_test(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, image: np.nda
     ----------
     chan, ys, xs : ndarray of int, shape (n,)
         As in `measure_candidates`.
-    image, model, residual, psf : ndarray, shape (nread, ny, nx)
-        The block's products (psf peak 1, centred on its maximum).
+    image, model, residual : ndarray, shape (nread, ny, nx)
+        The block's products.
+    psf : ndarray (nread, ny, nx) or mapping of read-block channel -> ndarray (ny, nx)
+        The psf (peak 1, centred on its maximum) of at least the candidates' channels
+        and their neighbours.
     rms, spike_rms : ndarray, shape (nread,)
         Channel rms and spike noise, Jy/beam.
     beam : ndarray, shape (nread, 3)
@@ -139,7 +144,7 @@ def data_test(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, image: np.nda
         values = np.full(len(pc), np.nan)
         for c in np.unique(cc[ok]):
             sel = ok & (cc == c)
-            conv = psf_convolve_at(model[c], psf[c], py[sel], px[sel])
+            conv = psf_convolve_at(model[c], psf[int(c)], py[sel], px[sel])
             values[sel] = image[c, py[sel], px[sel]] - residual[c, py[sel], px[sel]] - conv
         unsupported[step] = values
     neighbours = np.array([unsupported[-1], unsupported[1]])

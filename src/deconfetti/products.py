@@ -29,6 +29,8 @@ __all__ = ["Products", "Product", "open_products", "find_images", "PRODUCT_KINDS
 #: the tclean products deconfetti knows, in the order they are looked up
 PRODUCT_KINDS = ("image", "model", "residual", "psf", "pb", "mask")
 REQUIRED = ("image", "model", "residual")
+#: planes each product keeps from its last read, for the next block's halo
+HALO_CACHE = 2
 _SUFFIX = re.compile(r"^(?P<prefix>.+)\.(?P<kind>image|model|residual|psf|pb|mask)"
                      r"(?P<tt>\.tt0)?(?P<ext>\.fits?)?$", re.IGNORECASE)
 _RAD_TO_DEG = 180.0 / math.pi
@@ -61,6 +63,7 @@ class Product:
         self.path = path
         self.object_name = ""
         self._lock = threading.Lock()  # one read at a time per product (casacore, astropy)
+        self._tail: tuple[int, np.ndarray] | None = None  # last planes of the last read
         if path.is_dir():
             self._open_casa()
         else:
@@ -214,10 +217,27 @@ class Product:
         xs = slice(min(max(0, xs.start or 0), nx), max(0, min(nx, nx if xs.stop is None else xs.stop)))
         try:
             with self._lock:
-                return self._read(start, stop, ys, xs)
+                if window is not None:
+                    return self._read(start, stop, ys, xs)
+                return self._read_planes(start, stop, ys, xs)
         except (RuntimeError, OSError, ValueError) as exc:
             raise InputError(f"{self.path}: cannot read channels {start}-{stop - 1} "
                              f"({_first_line(exc)})") from None
+
+    def _read_planes(self, start: int, stop: int, ys: slice, xs: slice) -> np.ndarray:
+        """Whole planes, reusing the last ``HALO_CACHE`` planes of the previous read: a
+        channel block's halo is the previous block's last channels, read only once."""
+        head = np.empty((0,) + self.shape[1:], dtype=np.float32)
+        if self._tail is not None:
+            first, planes = self._tail
+            if first <= start < first + len(planes):
+                head = planes[start - first:min(stop - first, len(planes))]
+        begin = start + len(head)
+        data = (np.concatenate([head, self._read(begin, stop, ys, xs)]) if begin < stop
+                else head.copy())
+        keep = min(HALO_CACHE, len(data))
+        self._tail = (stop - keep, data[len(data) - keep:].copy())
+        return data
 
     def __repr__(self) -> str:
         return f"Product({self.kind!r}, '{self.path}', shape={self.shape})"

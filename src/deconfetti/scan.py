@@ -269,7 +269,10 @@ def scan_block(products: Products, block: Block, config: Config,
                                       beam_major=beam[:, 0],
                                       bowl_beams=config.classify.bowl_beams))
     if products.psf is not None and len(chan):
-        psf = zero_nan(products.read("psf", start, stop))
+        # only the channels the data test needs: the candidates' and their neighbours'
+        lo, hi = max(0, int(chan.min()) - 1), min(stop - start, int(chan.max()) + 2)
+        planes = zero_nan(products.read("psf", start + lo, start + hi))
+        psf = {lo + i: plane for i, plane in enumerate(planes)}
         columns.update(data_test(chan, ys, xs, image=image, model=model, residual=residual,
                                  psf=psf, rms=rms, spike_rms=spike_noise, beam=beam,
                                  ring_beams=config.classify.ring_beams))

@@ -16,8 +16,9 @@ __all__ = ["Block", "plan_blocks", "choose_block_channels", "PLANES_PER_CHANNEL"
 #: the validity mask (bool), rounded up
 PLANES_PER_CHANNEL = 6
 #: float32-plane equivalents held whatever the block size: the halo channels of the five
-#: products and the per-channel feature maps and float64 temporaries
-PLANES_FIXED = 24
+#: products, the planes each product keeps for the next block's halo, the per-channel
+#: feature maps and temporaries
+PLANES_FIXED = 30
 
 
 @dataclass(frozen=True)
