@@ -6,6 +6,8 @@ Runs, each in a fresh process: (1) the floor: reading every product the scan rea
 (image, model, residual, pb, psf) in the scan's own channel blocks; (2) the scan with
 ``--workers`` threads; (3) the scan with one worker. Prints wall time, peak RSS, the
 scan/read ratio and the parallel speed-up (warm page cache: the floor runs twice first).
+With ``--naive``: (4) the basic features (per-channel MAD, one-channel spike, model local
+maxima) computed the naive way on whole cubes in memory, for comparison.
 """
 
 import argparse
@@ -38,6 +40,25 @@ print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrs
 """
 
 
+NAIVE = """
+import resource, sys, time
+import numpy as np
+from scipy import ndimage
+from casacore.images import image
+t = time.perf_counter()
+cubes = {k: np.asarray(image(sys.argv[1] + "." + k).getdata())[:, 0]
+         for k in ("image", "model", "residual")}            # whole cubes in memory
+res = cubes["residual"]
+rms = 1.4826 * np.median(np.abs(res - np.median(res, axis=(1, 2), keepdims=True)), axis=(1, 2))
+im = cubes["image"]
+spike = (im[1:-1] - 0.5 * (im[:-2] + im[2:])) / rms[1:-1, None, None]
+model = cubes["model"]
+peaks = (model == ndimage.maximum_filter(model, size=(1, 3, 3))) & (model > 3 * rms[:, None, None])
+n = int((spike > 5).sum() + peaks.sum())
+print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, n)
+"""
+
+
 def run(code, prefix, memory, workers):
     out = subprocess.run([sys.executable, "-c", code, prefix, str(memory), str(workers)],
                          check=True, capture_output=True, text=True).stdout.split()
@@ -49,6 +70,9 @@ def main():
     ap.add_argument("prefix")
     ap.add_argument("--memory-mb", type=float, default=1024)
     ap.add_argument("--workers", type=int, default=0, help="0: one per core")
+    ap.add_argument("--naive", action="store_true",
+                    help="also time the naive whole-cube computation of the basic features "
+                         "(needs memory for three whole cubes)")
     a = ap.parse_args()
     run(READ, a.prefix, a.memory_mb, a.workers)  # warm the page cache
     read_s, read_mb = run(READ, a.prefix, a.memory_mb, a.workers)
@@ -60,6 +84,11 @@ def main():
               "one_worker_s": round(serial_s, 2),
               "speedup_workers": round(serial_s / scan_s, 2),
               "memory_mb": a.memory_mb, "workers": a.workers or "all cores"}
+    if a.naive:
+        naive_s, naive_mb, _ = run(NAIVE, a.prefix, a.memory_mb, a.workers)
+        result.update({"naive_whole_cube_s": round(naive_s, 2),
+                       "naive_peak_rss_mb": round(naive_mb),
+                       "naive_over_read": round(naive_s / read_s, 2)})
     print(json.dumps(result, indent=1))
 
 
