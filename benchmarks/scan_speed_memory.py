@@ -34,6 +34,8 @@ print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrs
 SCAN = """
 import resource, sys, time
 import deconfetti
+from deconfetti.stream import return_freed_memory
+return_freed_memory()  # as the command does
 t = time.perf_counter()
 r = deconfetti.scan(sys.argv[1], memory_mb=float(sys.argv[2]), workers=int(sys.argv[3]))
 print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, len(r.candidates))

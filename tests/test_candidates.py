@@ -13,6 +13,16 @@ def test_a_feature_spanning_pixels_is_one_candidate():
     assert sorted(map(tuple, peaks)) == [(12, 13), (25, 25)]
 
 
+def test_negative_spikes_are_found_at_their_minimum():
+    snr = np.zeros((20, 20))
+    snr[4:7, 4:7] = -6.0
+    snr[5, 6] = -9.0
+    snr[15, 15] = 8.0
+    valid = np.ones_like(snr, bool)
+    assert [tuple(p) for p in find_spikes(snr, valid, 5.0, negative=True)] == [(5, 6)]
+    assert [tuple(p) for p in find_spikes(snr, valid, 5.0)] == [(15, 15)]
+
+
 def test_invalid_pixels_are_not_candidates():
     snr = np.zeros((10, 10))
     snr[5, 5] = 9.0

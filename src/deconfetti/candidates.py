@@ -27,8 +27,10 @@ __all__ = ["find_spikes", "find_model_components", "find_candidates", "link_chan
 _EIGHT = np.ones((3, 3), dtype=bool)
 
 
-def find_spikes(spike_snr: np.ndarray, valid: np.ndarray, threshold: float) -> np.ndarray:
-    """Peaks of connected pixel groups with ``spike_snr >= threshold``.
+def find_spikes(spike_snr: np.ndarray, valid: np.ndarray, threshold: float, *,
+                negative: bool = False) -> np.ndarray:
+    """Peaks of connected pixel groups with ``spike_snr >= threshold`` (with
+    ``negative``: dips, ``spike_snr <= -threshold``, at their minimum).
 
     Parameters
     ----------
@@ -43,15 +45,16 @@ def find_spikes(spike_snr: np.ndarray, valid: np.ndarray, threshold: float) -> n
     ndarray of int, shape (n, 2)
         ``(y, x)`` of each group's peak.
     """
-    with np.errstate(invalid="ignore"):
-        above = valid & (spike_snr >= threshold)  # NaN compares False
+    with np.errstate(invalid="ignore"):  # NaN compares False
+        above = valid & ((spike_snr <= -threshold) if negative else (spike_snr >= threshold))
     labels, count = ndimage.label(above, structure=_EIGHT)
     if count == 0:
         return np.empty((0, 2), dtype=int)
     # the brightest pixel of each group: sort the (few) pixels above threshold
     index = np.flatnonzero(above)
     group = labels.ravel()[index]
-    order = np.lexsort((-spike_snr.ravel()[index], group))
+    values = spike_snr.ravel()[index]
+    order = np.lexsort((values if negative else -values, group))
     first = order[np.r_[True, group[order][1:] != group[order][:-1]]]
     return np.column_stack(np.unravel_index(index[first], spike_snr.shape)).astype(int)
 

@@ -107,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``deconfetti`` command; returns the exit code."""
     args = build_parser().parse_args(argv)
     _setup_logging(args)
+    from .stream import return_freed_memory
+
+    return_freed_memory()
     try:
         if args.command == "config":
             print(default_config_text())

@@ -241,8 +241,10 @@ def scan_block(products: Products, block: Block, config: Config,
         if c - 2 >= 0:
             spread[c - 2] = None
         with np.errstate(invalid="ignore"):
-            spike_snr = spectral_contrast(image, c) / spike_noise[c]
-            model_snr = (model[c] - neighbour_max(spread, c)) / rms[c]
+            spike_snr = spectral_contrast(image, c)
+            spike_snr /= spike_noise[c]
+            model_snr = np.subtract(model[c], neighbour_max(spread, c), dtype=np.float32)
+            model_snr /= rms[c]
         points, how = find_candidates(
             spike_snr, model_snr, valid[c], threshold=config.find.threshold,
             model_threshold=config.find.model_threshold, radius=float(beam[c, 0]),
@@ -252,7 +254,7 @@ def scan_block(products: Products, block: Block, config: Config,
         xs.append(points[:, 1])
         found_by.append(how)
         if products.nchan > 1:
-            dips = find_spikes(-spike_snr, valid[c], config.find.threshold)
+            dips = find_spikes(spike_snr, valid[c], config.find.threshold, negative=True)
             negatives["channel"].append(np.full(len(dips), c + start))
             negatives["y"].append(dips[:, 0])
             negatives["x"].append(dips[:, 1])
