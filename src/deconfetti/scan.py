@@ -181,6 +181,7 @@ def _run_blocks(products: Products, blocks: list[Block], config: Config, fractio
     """Yield ``(block, BlockResult)`` in block order: stored blocks from ``store``, the
     others computed on ``client``, on ``workers`` threads, or here (and then stored)."""
     todo = [block for block in blocks if store is None or not store.has(block)]
+    stored = set(blocks) - set(todo)
     with contextlib.ExitStack() as stack:
         if client is not None and todo:
             futures = client.map(scan_block, [products] * len(todo), todo,
@@ -195,7 +196,7 @@ def _run_blocks(products: Products, blocks: list[Block], config: Config, fractio
             computed = (scan_block(products, block, config, fraction) for block in todo)
         computed = iter(computed)
         for block in blocks:
-            if store is not None and store.has(block) and block not in todo:
+            if block in stored:
                 yield block, store.load(block)
                 continue
             result = next(computed)
