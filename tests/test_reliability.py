@@ -345,3 +345,17 @@ def test_random_products_keep_the_invariants(tmp_path_factory, nchan, ny, nx, na
     assert again.colnames == table.colnames and len(again) == len(table)
     for name in ("x", "y", "channel", "classification"):
         assert list(again[name]) == list(table[name])
+
+
+def test_a_plain_array_posing_as_a_checkpoint_is_ignored(fits_prefix, tmp_path):
+    out = tmp_path / "o"
+    assert main(["scan", str(fits_prefix), "--out", str(out), "-q", "--figures", "0"]) == 0
+    folder = out / CHECKPOINT_DIR
+    folder.mkdir()
+    np.save(folder / "plain.npy", np.zeros(3))
+    shutil.copy(folder / "plain.npy", folder / "block_0.npz")
+    reference = (out / "candidates.ecsv").read_text().splitlines()
+    assert main(["scan", str(fits_prefix), "--out", str(out), "-q", "--figures", "0",
+                 "--resume", "--overwrite"]) == 0
+    again = (out / "candidates.ecsv").read_text().splitlines()
+    assert [x for x in again if "date:" not in x] == [x for x in reference if "date:" not in x]

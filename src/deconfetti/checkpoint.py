@@ -51,8 +51,13 @@ class BlockStore:
             _atomic(marker, lambda p: p.write_text(json.dumps(fingerprint), encoding="utf-8"))
 
     def has(self, block: Block) -> bool:
-        """Whether ``block`` was stored (and reads back)."""
-        return self.load(block) is not None
+        """Whether ``block`` was stored (reads only its ``stop`` entry)."""
+        path = self.folder / f"block_{block.start}.npz"
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return int(data["stop"]) == block.stop
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return False
 
     def load(self, block: Block):
         """The stored result of ``block``, or None."""
@@ -64,7 +69,7 @@ class BlockStore:
         try:
             with np.load(path, allow_pickle=False) as data:
                 parts = {name: data[name] for name in data.files}
-        except (OSError, ValueError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
         if int(parts.pop("stop")) != block.stop:
             return None

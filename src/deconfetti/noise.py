@@ -60,18 +60,16 @@ def highpass_fraction(width: float, *, psf: np.ndarray | None = None,
         plane = np.roll(plane, (-peak[0], -peak[1]), axis=(0, 1))
         power = np.clip(np.fft.rfft2(plane).real, 0.0, None)
         ny, nx = plane.shape
+        fy, fx = np.fft.fftfreq(ny)[:, None], np.fft.rfftfreq(nx)[None, :]
     else:
         ny, nx = shape
+        fy, fx = np.fft.fftfreq(ny)[:, None], np.fft.rfftfreq(nx)[None, :]
         smaj, smin, pa = beam_sigma
-        fy = np.fft.fftfreq(ny)[:, None]
-        fx = np.fft.rfftfreq(nx)[None, :]
         theta = np.radians(pa)
         # along the major axis (PA from north through east: -x, +y in pixel terms)
         f_major = -fx * np.sin(theta) + fy * np.cos(theta)
         f_minor = fx * np.cos(theta) + fy * np.sin(theta)
         power = np.exp(-2 * np.pi ** 2 * (smaj ** 2 * f_major ** 2 + smin ** 2 * f_minor ** 2))
-    fy = np.fft.fftfreq(ny)[:, None]
-    fx = np.fft.rfftfreq(nx)[None, :]
     keep = 1.0 - np.exp(-2 * np.pi ** 2 * width ** 2 * (fx ** 2 + fy ** 2))
     # rfft halves: count the non-edge columns twice
     counts = np.full(power.shape[1], 2.0)

@@ -307,13 +307,14 @@ def summarise(catalog: Table, products: Products, config: Config,
               rms: np.ndarray) -> dict[str, Any]:
     """JSON-ready summary of a scan (NaN written as null)."""
     counts = {name: int(np.sum(catalog["classification"] == name)) for name in CLASSES}
-    per_channel = []
+    channels = np.asarray(catalog["channel"], dtype=int)
+    by_channel = {name: np.bincount(channels[catalog["classification"] == name],
+                                    minlength=products.nchan) for name in CLASSES}
     freq = products.frequency
-    for c in range(products.nchan):
-        here = catalog["classification"][catalog["channel"] == c]
-        per_channel.append({"channel": c, "frequency_hz": _finite(freq[c]),
-                            "rms_jy_beam": _finite(rms[c]),
-                            **{name: int(np.sum(here == name)) for name in CLASSES}})
+    per_channel = [{"channel": c, "frequency_hz": _finite(freq[c]),
+                    "rms_jy_beam": _finite(rms[c]),
+                    **{name: int(by_channel[name][c]) for name in CLASSES}}
+                   for c in range(products.nchan)]
     return {
         "software": _versions(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
