@@ -7,8 +7,9 @@ __version__ = "0.1.0"
 from .errors import DeconfettiWarning, InputError  # noqa: E402
 from .products import Products, open_products  # noqa: E402
 from .scan import ScanResult, scan  # noqa: E402
+from .repaired import write_repaired  # noqa: E402
 
-__all__ = ["open_products", "scan", "ScanResult", "Products", "InputError",
+__all__ = ["open_products", "scan", "ScanResult", "write_repaired", "Products", "InputError",
            "DeconfettiWarning", "example_path", "__version__"]
 
 

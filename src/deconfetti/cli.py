@@ -64,6 +64,26 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--overwrite", action="store_true", help="replace report.html")
     _add_verbosity(report)
 
+    repair = sub.add_parser(
+        "repair", help="remove confetti from the model and re-restore the image",
+        description="Remove the confetti a scan found from the model (the compact component "
+                    "and its negative bowl, in that channel only) where the data allow it, and "
+                    "write NAME.deconfetti.model/.image/.residual beside the inputs and "
+                    "repair.ecsv into the scan folder. Inputs are never modified.")
+    repair.add_argument("source", help="a scan folder (written by 'deconfetti scan'), or the "
+                        "products (imagename prefix or one product), which are scanned first "
+                        "into <imagename>.deconfetti/")
+    repair.add_argument("--out", metavar="DIR",
+                        help="where the repaired products go (default: beside the inputs)")
+    repair.add_argument("--startmodel", action="store_true",
+                        help="also write NAME.deconfetti.startmodel, a CASA image to pass to "
+                             "tclean(startmodel=...)")
+    repair.add_argument("--config", metavar="FILE", help="TOML parameter file")
+    repair.add_argument("--set", action="append", default=[], metavar="STAGE.KEY=VALUE",
+                        help="override one parameter, e.g. repair.threshold=2")
+    repair.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    _add_verbosity(repair)
+
     config = sub.add_parser("config", help="print the default parameter file")
     _add_verbosity(config)
     return parser
@@ -118,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
             return _report_command(args)
         if args.command == "scan-many":
             return _scan_many(args)
+        if args.command == "repair":
+            return _repair_command(args)
         return _scan(args)
     except InputError as exc:
         if args.debug:
@@ -278,6 +300,46 @@ def _report_command(args: argparse.Namespace) -> int:
     path = write_report(read_scan(scandir), scandir, top=args.top)
     if not args.quiet:
         print(f"deconfetti: wrote {path}")
+    return EXIT_OK
+
+
+def _repair_command(args: argparse.Namespace) -> int:
+    from .outputs import OUTPUT_NAMES, default_output_dir, read_scan, write_repair_log
+    from .products import open_products
+    from .repaired import write_repaired
+
+    overrides = parse_overrides(args.set)
+    source = Path(args.source)
+    if (source / OUTPUT_NAMES["summary"]).exists():
+        scandir, result = source, read_scan(source)
+        config = (load_config(args.config, overrides) if args.config
+                  else result.config.replace(overrides))
+    else:
+        config = load_config(args.config, overrides)
+        products = open_products(source)
+        scandir = default_output_dir(products.name)
+        scan_args = argparse.Namespace(overwrite=args.overwrite, resume=False, figures=0,
+                                       report=False, top=0, quiet=args.quiet)
+        result, _ = _scan_one(products, scandir, config, scan_args, None)
+    outdir = Path(args.out) if args.out else None
+    if outdir is not None:
+        outdir.mkdir(parents=True, exist_ok=True)
+    log, paths = write_repaired(result, outdir=outdir, overwrite=args.overwrite,
+                                startmodel=args.startmodel, config=config)
+    log_path = write_repair_log(log, scandir)
+    if not args.quiet:
+        removed = int(sum(log["status"] == "removed")) if len(log) else 0
+        print(f"deconfetti: {result.products.name}: {removed} of {len(log)} confetti removed; "
+              f"log in {log_path}")
+        for row in log:
+            print(f"  #{row['id']} channel {row['channel']} x={row['x']} y={row['y']}: "
+                  f"{row['status']} ({row['reason']}; consistency "
+                  f"{row['consistency_sigma']:.2f} sigma)")
+        for path in paths.values():
+            print(f"  wrote {path}")
+        if "startmodel" in paths:
+            print(f"  re-clean with tclean(..., imagename='<new name>', "
+                  f"startmodel='{paths['startmodel']}')")
     return EXIT_OK
 
 

@@ -15,7 +15,8 @@ from typing import Any
 
 from .errors import InputError
 
-__all__ = ["NoiseConfig", "FindConfig", "ClassifyConfig", "StreamConfig", "Config",
+__all__ = ["NoiseConfig", "FindConfig", "ClassifyConfig", "StreamConfig", "RepairConfig",
+           "Config",
            "load_config", "default_config_text"]
 
 
@@ -63,6 +64,18 @@ class ClassifyConfig:
 
 
 @dataclass(frozen=True)
+class RepairConfig:
+    """Repair: which model components are removed, and when the data allow it."""
+
+    #: the cluster removed around each confetti candidate (its one-channel model excess:
+    #: the compact component and its negative bowl) lies within this radius, in restoring-beam FWHM
+    radius_beams: float = 4.0
+    #: a removal is refused when it changes the fit to the data (the dirty image) by more
+    #: than this, in units of the channel's sigma (see the repair log's consistency_sigma)
+    threshold: float = 1.0
+
+
+@dataclass(frozen=True)
 class StreamConfig:
     """Channel-block streaming."""
 
@@ -82,6 +95,7 @@ class Config:
     find: FindConfig = field(default_factory=FindConfig)
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
     stream: StreamConfig = field(default_factory=StreamConfig)
+    repair: RepairConfig = field(default_factory=RepairConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Nested plain dict ``{stage: {key: value}}``."""

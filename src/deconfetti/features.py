@@ -11,7 +11,7 @@ import numpy as np
 from scipy import signal
 
 __all__ = ["zero_nan", "spectral_contrast", "neighbour_max", "spread_max", "disk", "ring_offsets", "gaussian_beam",
-           "psf_peak", "psf_convolve", "psf_convolve_at"]
+           "gaussian_kernel", "restore", "psf_peak", "psf_convolve", "psf_convolve_at"]
 
 
 def zero_nan(array: np.ndarray) -> np.ndarray:
@@ -105,6 +105,24 @@ def gaussian_beam(dy: np.ndarray, dx: np.ndarray, major: float, minor: float,
     along = -np.asarray(dx) * np.sin(theta) + np.asarray(dy) * np.cos(theta)
     across = np.asarray(dx) * np.cos(theta) + np.asarray(dy) * np.sin(theta)
     return np.exp(-4 * np.log(2) * ((along / major) ** 2 + (across / minor) ** 2))
+
+
+def gaussian_kernel(major: float, minor: float, pa: float, *, size: int | None = None
+                    ) -> np.ndarray:
+    """Peak-1 elliptical Gaussian (FWHM in pixels, PA from north through east) on an
+    odd-sized grid, by default +-2 FWHM of the major axis."""
+    if size is None:
+        size = 2 * int(np.ceil(2 * major)) + 1
+    half = size // 2
+    yy, xx = np.mgrid[-half:half + 1, -half:half + 1].astype(float)
+    return gaussian_beam(yy, xx, major, minor, pa)
+
+
+def restore(model: np.ndarray, major: float, minor: float, pa: float) -> np.ndarray:
+    """``clean beam (*) model``: Jy/pixel in, Jy/beam out (peak-1 Gaussian of FWHM
+    ``major`` x ``minor`` pixels, PA degrees), same shape; NaN counts as 0."""
+    plane = np.nan_to_num(np.asarray(model, dtype=np.float64))
+    return signal.fftconvolve(plane, gaussian_kernel(major, minor, pa), mode="same")
 
 
 def psf_peak(psf: np.ndarray) -> tuple[int, int]:

@@ -29,12 +29,15 @@ from .scan import ScanResult
 
 __all__ = ["OUTPUT_NAMES", "REPORT_NAME", "FIGURES_DIR", "CHECKPOINT_DIR", "LOCK_NAME",
            "default_output_dir", "check_output_dir", "lock_output_dir", "write_outputs",
-           "write_figures", "write_report", "read_scan", "atomic_write"]
+           "write_figures", "write_report", "write_repair_log", "read_scan", "atomic_write",
+           "REPAIR_LOG_NAME"]
 
 #: role -> file name inside the output folder
 OUTPUT_NAMES = {"catalog": "candidates.ecsv", "summary": "summary.json",
                 "ds9": "confetti.reg", "crtf": "confetti.crtf", "peak": "peak.fits"}
 REPORT_NAME = "report.html"
+#: the repair log inside a scan folder
+REPAIR_LOG_NAME = "repair.ecsv"
 FIGURES_DIR = "figures"
 #: finished blocks of an unfinished scan (removed when the scan completes)
 CHECKPOINT_DIR = ".deconfetti-checkpoint"
@@ -157,6 +160,12 @@ def write_report(result: ScanResult, outdir: Path, *, top: int = 25,
                   top=top, pngs=pngs)
     return atomic_write(Path(outdir) / REPORT_NAME,
                         lambda p: p.write_text(html, encoding="utf-8"))
+
+
+def write_repair_log(log, outdir: Path) -> Path:
+    """``outdir/repair.ecsv``: what `deconfetti.repair.repair` removed and refused."""
+    return atomic_write(Path(outdir) / REPAIR_LOG_NAME,
+                        lambda p: log.write(p, format="ascii.ecsv", overwrite=True))
 
 
 def read_scan(outdir: Path) -> ScanResult:

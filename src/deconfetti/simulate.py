@@ -28,10 +28,9 @@ import numpy as np
 from astropy.io import fits
 from scipy import signal
 
-from .features import disk, gaussian_beam, psf_convolve
+from .features import disk, gaussian_kernel, psf_convolve
 
-__all__ = ["SimulatedCube", "simulate_cube", "write_products", "gaussian_kernel",
-           "uv_weights"]
+__all__ = ["SimulatedCube", "simulate_cube", "write_products", "uv_weights"]
 
 KINDS = ("image", "model", "residual", "psf", "pb")
 
@@ -106,15 +105,6 @@ def _fit_beam(psf: np.ndarray) -> tuple[float, float, float]:
     pa = np.degrees(np.arctan2(-vx, vy))  # from north (+y) through east (-x)
     pa = (pa + 90) % 180 - 90
     return float(major), float(minor), float(pa)
-
-
-def gaussian_kernel(major: float, minor: float, pa: float, *, size: int | None = None) -> np.ndarray:
-    """Peak-1 elliptical Gaussian (FWHM in pixels, PA from north through east), odd size."""
-    if size is None:
-        size = 2 * int(np.ceil(2 * major)) + 1
-    half = size // 2
-    yy, xx = np.mgrid[-half:half + 1, -half:half + 1].astype(float)
-    return gaussian_beam(yy, xx, major, minor, pa)
 
 
 def _restore(model: np.ndarray, beam: np.ndarray) -> np.ndarray:

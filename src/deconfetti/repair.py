@@ -1,0 +1,264 @@
+"""Repair: take confetti clusters out of the model, re-restore the image, and test each
+removal against the data (the dirty image).
+
+For each confetti candidate at ``(c, y, x)``:
+
+- ``D``: the model's one-channel excess (channel c minus the median of channels c-1..c+1):
+  its positive part within half a beam of the candidate (the compact component) and its
+  negative part within ``repair.radius_beams`` restoring-beam FWHM (the bowl), in that
+  channel only (Jy/pixel). The adjacent channels' model is left as it is.
+- ``p = psf (*) D``: the removed components' imprint on the dirty image (Jy/beam).
+  ``psf_peak_sigma`` is its peak near the candidate in units of the channel's sigma.
+- ``imprint``: the least-squares amplitude of ``-p`` in the residual near the candidate,
+  clipped to [0, 1]. When the minor cycle put ``D`` into the model without the data
+  asking for it, the residual carries ``-p`` (imprint 1): taking ``D`` out gives the
+  residual back what it lost. When ``D`` fits something in the dirty image, the residual
+  is flat there (imprint 0) and taking ``D`` out leaves ``p`` unexplained.
+- ``consistency_sigma = (1 - imprint) * psf_peak_sigma``: how much the removal worsens
+  the fit to the data. Above ``repair.threshold`` the removal is refused.
+
+For the removals allowed in a channel, with ``B`` the channel's restoring beam:
+
+- ``model' = model - D``
+- ``residual' = residual + p`` (what tclean reports for ``model'``)
+- ``image' = image - B (*) D + w p``, ``w`` = 1 within ``radius + 1`` beam of the
+  candidate, tapering to 0 at ``radius + 2`` beams (the footprint): near the candidate
+  the image is re-restored as tclean would, ``B (*) model' + residual'``; outside the
+  footprint it is unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from astropy.table import Table
+
+from .config import Config
+from .errors import InputError
+from .features import psf_convolve, psf_peak, restore, zero_nan
+from .products import Products
+
+__all__ = ["REPAIR_COLUMNS", "ChannelRepair", "model_excess", "imprint_share",
+           "repair_channel", "repair"]
+
+log = logging.getLogger(__name__)
+
+#: repair log columns: unit and description
+REPAIR_COLUMNS = {
+    "id": ("", "candidate id in candidates.ecsv"),
+    "channel": ("", "channel index (0-based)"),
+    "x": ("pix", "candidate column (0-based)"),
+    "y": ("pix", "candidate row (0-based)"),
+    "status": ("", "'removed', or 'refused' (the data do not allow the removal)"),
+    "reason": ("", "why, in words"),
+    "npix": ("", "model pixels changed"),
+    "flux_removed": ("Jy", "sum of the removed components (positive minus negative)"),
+    "positive_removed": ("Jy", "sum of the removed positive components"),
+    "negative_removed": ("Jy", "sum of the removed negative components (a negative number)"),
+    "peak_component": ("Jy/pixel", "brightest removed component"),
+    "restored_removed": ("Jy/beam", "clean beam (*) removed components at the candidate"),
+    "restored_sigma": ("", "restored_removed in units of the channel's sigma"),
+    "psf_peak_sigma": ("", "peak of psf (*) removed components within the fit radius, "
+                           "in units of the channel's sigma"),
+    "imprint": ("", "share of -(psf (*) removed) the residual carries (0..1)"),
+    "consistency_sigma": ("", "the data-consistency figure, (1 - imprint) * psf_peak_sigma: "
+                              "how much the removal worsens the fit to the dirty image"),
+    "radius": ("pix", "radius of the removed cluster"),
+    "footprint": ("pix", "radius within which the image changes"),
+    "image_before": ("Jy/beam", "image at the candidate before repair"),
+    "image_after": ("Jy/beam", "image at the candidate after repair"),
+    "sigma": ("Jy/beam", "the channel's thermal noise"),
+}
+
+
+@dataclass
+class ChannelRepair:
+    """What the repair changes in one channel: planes to add, ``(ny, nx)``, and the log
+    rows of its candidates. ``model`` is in Jy/pixel, ``image`` and ``residual`` in
+    Jy/beam; all are None when nothing was removed."""
+
+    model: np.ndarray | None
+    image: np.ndarray | None
+    residual: np.ndarray | None
+    rows: list[dict]
+
+
+def model_excess(model: np.ndarray, chan: int) -> np.ndarray:
+    """One-channel excess of ``model[chan]`` over the median of channels chan-1..chan+1
+    (of the one neighbour at a cube edge), Jy/pixel, shape ``(ny, nx)``.
+
+    A component that the adjacent channels also hold (a real source, extended emission)
+    is not in it; a component of this channel only is, with its sign.
+    """
+    lo, hi = max(0, chan - 1), min(len(model), chan + 2)
+    if hi - lo < 2:
+        raise InputError("a one-channel model has no adjacent channels to repair against")
+    baseline = np.median(model[lo:hi], axis=0) if hi - lo == 3 else model[lo:hi].mean(axis=0)
+    return model[chan] - baseline
+
+
+def imprint_share(residual: np.ndarray, imprint: np.ndarray) -> float:
+    """Least-squares amplitude of ``-imprint`` in ``residual``, clipped to [0, 1]
+    (same-shape arrays; NaN pixels ignored)."""
+    ok = np.isfinite(residual) & np.isfinite(imprint)
+    power = float(np.sum(imprint[ok] ** 2))
+    if power == 0:
+        return 0.0
+    return float(np.clip(-np.sum(residual[ok] * imprint[ok]) / power, 0.0, 1.0))
+
+
+def repair_channel(model: np.ndarray, index: int, residual: np.ndarray, image: np.ndarray,
+                   psf: np.ndarray, beam: tuple[float, float, float], sigma: float,
+                   sites: list[tuple[int, int, int]], *, chan: int = 0,
+                   radius_beams: float = 4.0, threshold: float = 1.0) -> ChannelRepair:
+    """Repair the confetti of one channel.
+
+    Parameters
+    ----------
+    model : ndarray, shape (k, ny, nx)
+        Model channels around the one repaired (Jy/pixel), ``model[index]`` being it.
+    residual, image : ndarray, shape (ny, nx)
+        The channel's residual and image, Jy/beam.
+    psf : ndarray, shape (pny, pnx)
+        The channel's dirty beam, peak 1.
+    beam : (major, minor, pa)
+        Restoring beam, FWHM in pixels and PA in degrees.
+    sigma : float
+        The channel's thermal noise, Jy/beam.
+    sites : list of (id, y, x)
+        Confetti candidates in this channel.
+    chan : int
+        The channel's index in the cube (for the log).
+
+    Returns
+    -------
+    ChannelRepair
+    """
+    model = zero_nan(np.array(model, dtype=np.float64))
+    psf = zero_nan(np.array(psf, dtype=np.float64))
+    excess = model_excess(model, index)
+    ny, nx = excess.shape
+    major = beam[0]
+    radius = radius_beams * major
+    fit_radius = radius + major
+    footprint = radius + 2 * major + 2  # the clean beam kernel reaches 2 FWHM (rounded up)
+    py, px = psf_peak(psf)
+    reach = int(np.ceil(2 * fit_radius)) + 1
+    psf_cut = psf[max(0, py - reach):py + reach + 1, max(0, px - reach):px + reach + 1]
+    yy, xx = np.ogrid[:ny, :nx]
+
+    removed = np.zeros((ny, nx), dtype=bool)
+    changed = np.zeros((ny, nx), dtype=bool)
+    weight = np.zeros((ny, nx))
+    rows = []
+    for ident, y, x in sites:
+        half = int(np.ceil(footprint)) + 1
+        ys, xs = slice(max(0, y - half), y + half + 1), slice(max(0, x - half), x + half + 1)
+        dist = np.hypot(yy[ys] - y, xx[:, xs] - x)
+        core = dist <= 0.5 * major
+        inside = np.where(excess[ys, xs] > 0, core, dist <= radius)
+        part = np.where(inside, excess[ys, xs], 0.0)
+        imprint = psf_convolve(part, psf_cut)
+        fit = dist <= fit_radius
+        share = imprint_share(residual[ys, xs][fit], imprint[fit])
+        psf_sigma = float(np.max(np.abs(imprint[fit]))) / sigma
+        consistency = (1.0 - share) * psf_sigma
+        restored = float(restore(part, *beam)[y - ys.start, x - xs.start])
+        row = dict(id=ident, channel=chan, x=x, y=y, npix=int(np.count_nonzero(part)),
+                   flux_removed=float(part.sum()), positive_removed=float(part[part > 0].sum()),
+                   negative_removed=float(part[part < 0].sum()),
+                   peak_component=float(part.max()), restored_removed=restored,
+                   restored_sigma=restored / sigma, psf_peak_sigma=psf_sigma, imprint=share,
+                   consistency_sigma=consistency, radius=radius, footprint=footprint,
+                   image_before=float(image[y, x]), sigma=sigma)
+        if not np.any(part[core] > 0):
+            row.update(status="refused", reason="no one-channel model excess at the candidate")
+        elif not np.isfinite(consistency) or consistency > threshold:
+            row.update(status="refused",
+                       reason=f"the data do not allow it: the fit to the dirty image would "
+                              f"worsen by {consistency:.2f} sigma (threshold {threshold:g})")
+        else:
+            row.update(status="removed", reason="not demanded by the data")
+            removed[ys, xs] |= inside
+            changed[ys, xs] |= dist <= footprint
+            taper = np.clip(footprint - major - dist, 0.0, major) / major
+            taper = 0.5 - 0.5 * np.cos(np.pi * taper)  # 1 within fit_radius, 0 at footprint
+            weight[ys, xs] = np.maximum(weight[ys, xs], taper)
+        rows.append(row)
+
+    if not removed.any():
+        for row in rows:
+            row["image_after"] = row["image_before"]
+        return ChannelRepair(None, None, None, rows)
+    cluster = np.where(removed, excess, 0.0)
+    imprint = psf_convolve(cluster, psf)
+    image_delta = np.where(changed, weight * imprint - restore(cluster, *beam), 0.0)
+    for row in rows:
+        row["image_after"] = row["image_before"] + float(image_delta[row["y"], row["x"]])
+    return ChannelRepair((-cluster).astype(np.float32), image_delta.astype(np.float32),
+                         imprint.astype(np.float32), rows)
+
+
+def repair(products: Products, catalog: Table, rms: np.ndarray, *, config: Config | None = None,
+           apply: Callable[[int, ChannelRepair], None] | None = None) -> Table:
+    """Repair every candidate of class 'confetti' in ``catalog``, one channel at a time.
+
+    Parameters
+    ----------
+    products : Products
+        They need a psf (the data test).
+    catalog : astropy.table.Table
+        A scan's candidates (`deconfetti.scan`).
+    rms : ndarray, shape (nchan,)
+        Thermal noise per channel, Jy/beam (the scan's).
+    apply : callable, optional
+        Called as ``apply(chan, ChannelRepair)`` for each channel where something was
+        removed, e.g. to write the repaired planes (`deconfetti.repaired`).
+
+    Returns
+    -------
+    astropy.table.Table
+        The repair log, one row per confetti candidate; columns in `REPAIR_COLUMNS`.
+    """
+    config = config or Config()
+    if products.psf is None:
+        raise InputError(f"{products.name}: repair needs the psf (the data test); none found")
+    confetti = catalog[catalog["classification"] == "confetti"] if len(catalog) else catalog
+    rows = []
+    beams = products.beam_pixels
+    for chan in sorted({int(c) for c in confetti["channel"]}) if len(confetti) else []:
+        here = confetti[confetti["channel"] == chan]
+        sites = [(int(r["id"]), int(r["y"]), int(r["x"])) for r in here]
+        model = products.read("model", chan - 1, chan + 2)
+        done = repair_channel(model, chan - max(0, chan - 1),
+                              products.read("residual", chan, chan + 1)[0],
+                              products.read("image", chan, chan + 1)[0],
+                              products.read("psf", chan, chan + 1)[0], tuple(beams[chan]),
+                              float(rms[chan]), sites, chan=chan,
+                              radius_beams=config.repair.radius_beams,
+                              threshold=config.repair.threshold)
+        rows.extend(done.rows)
+        log.info("channel %d: %d of %d removed", chan,
+                 sum(r["status"] == "removed" for r in done.rows), len(done.rows))
+        if apply is not None and done.model is not None:
+            apply(chan, done)
+    return _log_table(rows)
+
+
+def _log_table(rows: list[dict]) -> Table:
+    table = Table(rows=[[row[name] for name in REPAIR_COLUMNS] for row in rows] or None,
+                  names=list(REPAIR_COLUMNS),
+                  dtype=None if rows else [_dtype(name) for name in REPAIR_COLUMNS])
+    for name, (unit, description) in REPAIR_COLUMNS.items():
+        table[name].unit = unit or None
+        table[name].description = description
+    return table
+
+
+def _dtype(name: str) -> str:
+    if name in ("id", "channel", "x", "y", "npix"):
+        return "i8"
+    return "U64" if name in ("status", "reason") else "f8"

@@ -1,0 +1,242 @@
+"""Write repaired products: each input product copied under a temporary name, patched
+one channel plane at a time, then renamed to ``NAME.deconfetti.<kind>``.
+
+The format follows the input: a CASA image directory is copied whole (headers, beams,
+units, coordinates and masks stay as they are) and patched with python-casacore; a FITS
+file is copied and patched through a memory map. Inputs are only read. If anything
+fails, the temporary copies are removed and no output appears.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from astropy.io import fits
+
+from .errors import InputError
+from .products import _SUFFIX, Product, _to_chan_y_x
+
+__all__ = ["repaired_path", "PatchedCopy", "patched_copies", "write_startmodel", "write_repaired"]
+
+TAG = "deconfetti"
+
+
+def repaired_path(product: Product, outdir: Path | None = None) -> Path:
+    """``NAME.deconfetti.<kind>[.tt0][.fits]`` beside ``product`` (or in ``outdir``)."""
+    match = _SUFFIX.match(product.path.name)
+    if match:
+        name = (f"{match['prefix']}.{TAG}.{match['kind']}{match['tt'] or ''}"
+                f"{match['ext'] or ''}")
+    else:
+        name = f"{product.path.name}.{TAG}"
+    return Path(outdir if outdir is not None else product.path.parent) / name
+
+
+class PatchedCopy:
+    """A copy of ``source`` at a temporary name beside ``target``, patched with `add`,
+    renamed to ``target`` by `commit`."""
+
+    def __init__(self, source: Product, target: Path):
+        self.source = source
+        self.target = Path(target)
+        try:
+            self.temporary = Path(tempfile.mkdtemp(dir=self.target.parent,
+                                                   prefix=f".{self.target.name}.", suffix=".part"))
+        except OSError as exc:
+            raise InputError(f"{self.target}: cannot write ({exc.strerror or exc})") from None
+        self._handle = None
+        try:
+            if source.path.is_dir():
+                self.temporary.rmdir()
+                shutil.copytree(source.path, self.temporary, copy_function=shutil.copyfile)
+            else:
+                self.temporary.rmdir()
+                shutil.copyfile(source.path, self.temporary)
+                if source._hdu.header.get("BITPIX", -32) > 0:
+                    raise InputError(f"{source.path}: integer FITS data cannot be repaired; "
+                                     "convert it to floating point first")
+        except OSError as exc:
+            self.discard()
+            raise InputError(f"{self.target}: cannot write ({exc.strerror or exc})") from None
+        except BaseException:
+            self.discard()
+            raise
+
+    def add(self, chan: int, delta: np.ndarray) -> None:
+        """Add ``delta`` (``(ny, nx)``, the product's unit) to channel ``chan``."""
+        axes = self.source._axes
+        ndim = self.source._ndim
+        if self.source.path.is_dir():
+            from casacore.images import image
+
+            if self._handle is None:
+                self._handle = image(str(self.temporary))
+            shape = self._handle.shape()
+            blc = [0] * ndim
+            trc = [n - 1 for n in shape]
+            if axes[0] is not None:
+                blc[axes[0]] = trc[axes[0]] = chan
+            if axes[1] is not None:
+                trc[axes[1]] = 0
+            native = np.asarray(self._handle.getdata(blc, trc))
+            _to_chan_y_x(native, axes)[0] += delta.astype(native.dtype)
+            self._handle.putdata(native, blc)
+        else:
+            if self._handle is None:
+                self._handle = fits.open(self.temporary, mode="update", memmap=True)
+            hdu = next(h for h in self._handle if h.is_image and h.header.get("NAXIS", 0) >= 2)
+            index = [slice(0, 1)] * ndim
+            index[axes[2]] = index[axes[3]] = slice(None)
+            if axes[0] is not None:
+                index[axes[0]] = slice(chan, chan + 1)
+            native = hdu.data[tuple(index)]
+            _to_chan_y_x(native, axes)[0] += delta.astype(native.dtype)
+
+    def close(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is None:
+            return
+        if isinstance(handle, fits.HDUList):
+            handle.close()
+        else:
+            handle.unlock()
+            del handle
+
+    def commit(self, overwrite: bool = False) -> Path:
+        """Rename the patched copy to its target (replacing it with ``overwrite``)."""
+        self.close()
+        old = None
+        if self.target.exists() or self.target.is_symlink():
+            if not overwrite:
+                raise InputError(f"{self.target}: exists; use --overwrite to replace it")
+            old = self.target.with_name(f".{self.target.name}.old-{os.getpid()}")
+            os.replace(self.target, old)
+        os.replace(self.temporary, self.target)
+        if old is not None:
+            _remove(old)
+        return self.target
+
+    def discard(self) -> None:
+        self.close()
+        _remove(self.temporary)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def patched_copies(products, kinds: tuple[str, ...], outdir: Path | None = None, *,
+                   overwrite: bool = False) -> Iterator[dict[str, PatchedCopy]]:
+    """Patched copies of the ``kinds`` of ``products``; all are renamed to their targets
+    when the block ends without error, none otherwise."""
+    targets = {kind: repaired_path(getattr(products, kind), outdir) for kind in kinds}
+    for kind, target in targets.items():
+        if target.resolve() == getattr(products, kind).path.resolve():
+            raise InputError(f"{target}: would overwrite an input product")
+        if target.exists() and not overwrite:
+            raise InputError(f"{target}: exists; use --overwrite to replace it")
+    copies: dict[str, PatchedCopy] = {}
+    try:
+        for kind, target in targets.items():
+            copies[kind] = PatchedCopy(getattr(products, kind), target)
+        yield copies
+        for copy in copies.values():
+            copy.close()
+    except BaseException:
+        for copy in copies.values():
+            copy.discard()
+        raise
+    for copy in copies.values():
+        copy.commit(overwrite)
+
+
+def write_startmodel(model_path: Path, target: Path, *, overwrite: bool = False) -> Path:
+    """The repaired model as a CASA image directory for ``tclean(startmodel=...)``."""
+    from casacore.images import image
+
+    target = Path(target)
+    if target.exists() and not overwrite:
+        raise InputError(f"{target}: exists; use --overwrite to replace it")
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.part")
+    _remove(temporary)
+    try:
+        if Path(model_path).is_dir():
+            shutil.copytree(model_path, temporary, copy_function=shutil.copyfile)
+        else:
+            source = image(str(model_path))
+            source.saveas(str(temporary))
+            del source
+        if target.exists():
+            _remove(target)
+        os.replace(temporary, target)
+    except (OSError, RuntimeError) as exc:
+        _remove(temporary)
+        raise InputError(f"{target}: cannot write the start model ({exc})") from None
+    return target
+
+
+def write_repaired(result, *, outdir: Path | None = None, overwrite: bool = False,
+                   startmodel: bool = False, config=None):
+    """Repair the confetti of a scan and write the repaired products.
+
+    Parameters
+    ----------
+    result : deconfetti.scan.ScanResult
+        A scan (`deconfetti.scan` or `deconfetti.outputs.read_scan`).
+    outdir : Path, optional
+        Where the repaired products go (default: beside the inputs).
+    startmodel : bool
+        Also write ``NAME.deconfetti.startmodel``, a CASA image for ``tclean(startmodel=)``.
+
+    Returns
+    -------
+    (astropy.table.Table, dict)
+        The repair log (`deconfetti.repair.REPAIR_COLUMNS`) and the written paths by kind
+        (empty when nothing was removed).
+    """
+    from .repair import repair
+
+    products = result.products
+    config = config or result.config
+    if products.psf is None:
+        raise InputError(f"{products.name}: repair needs the psf (the data test); none found")
+    kinds = ("model", "image", "residual")
+    catalog = result.candidates
+    if not len(catalog) or not np.any(catalog["classification"] == "confetti"):
+        return repair(products, catalog, result.rms, config=config), {}
+    try:
+        with patched_copies(products, kinds, outdir, overwrite=overwrite) as copies:
+            def apply(chan, done):
+                for kind in kinds:
+                    copies[kind].add(chan, getattr(done, kind))
+
+            log = repair(products, catalog, result.rms, config=config, apply=apply)
+            if not np.any(log["status"] == "removed"):
+                raise _NothingRemoved(log)
+    except _NothingRemoved as nothing:  # every removal refused: no products to write
+        return nothing.log, {}
+    paths = {kind: copy.target for kind, copy in copies.items()}
+    if startmodel:
+        paths["startmodel"] = write_startmodel(
+            paths["model"], paths["model"].with_name(
+                paths["model"].name.split(f".{TAG}.")[0] + f".{TAG}.startmodel"),
+            overwrite=overwrite)
+    return log, paths
+
+
+class _NothingRemoved(Exception):
+    """Raised inside `patched_copies` so that the unneeded copies are discarded."""
+
+    def __init__(self, log):
+        super().__init__("nothing removed")
+        self.log = log

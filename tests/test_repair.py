@@ -1,0 +1,193 @@
+"""Repair: synthetic confetti removed back to the clean cube, a real line refused, the
+pedestal case end to end against its truth, format round trips, inputs unchanged."""
+
+import csv
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import Table
+
+import deconfetti
+from deconfetti.cli import main
+from deconfetti.products import open_products
+from deconfetti.repair import imprint_share, model_excess, repair
+from deconfetti.repaired import write_repaired
+from deconfetti.simulate import simulate_cube, write_products
+
+from conftest import BENIGN, CONFETTI, CONTINUUM, DATA, LINES
+
+PEDESTAL = DATA / "pedestal"
+KW = dict(nchan=10, ny=96, nx=96, rms=1e-3, seed=3, lines=LINES, continuum=CONTINUUM,
+          benign=BENIGN)
+
+
+def digest(root: Path) -> dict:
+    """SHA-256 of every file under ``root`` (a file or a folder)."""
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+@pytest.fixture(scope="module")
+def clean():
+    """The synthetic cube without its confetti: what a perfect repair gives back."""
+    return simulate_cube(**KW)
+
+
+@pytest.fixture(scope="module")
+def repaired_sim(sim_fits, tmp_path_factory):
+    out = tmp_path_factory.mktemp("repaired")
+    result = deconfetti.scan(sim_fits)
+    log, paths = write_repaired(result, outdir=out)
+    return result, log, paths
+
+
+def test_model_excess_keeps_what_neighbours_hold():
+    model = np.zeros((3, 5, 5))
+    model[:, 2, 2] = 1.0          # a source in every channel
+    model[1, 0, 0] = 5.0          # a one-channel component
+    model[1, 4, 4] = -2.0         # its bowl
+    excess = model_excess(model, 1)
+    assert excess[2, 2] == 0 and excess[0, 0] == 5.0 and excess[4, 4] == -2.0
+    assert model_excess(model, 0)[0, 0] == -2.5  # cube edge: the one neighbour (mean of 2)
+
+
+def test_imprint_share_is_the_carried_fraction():
+    rng = np.random.default_rng(1)
+    imprint = rng.normal(size=500)
+    assert imprint_share(-0.7 * imprint, imprint) == pytest.approx(0.7)
+    assert imprint_share(np.zeros(500), imprint) == 0.0
+    assert imprint_share(-3 * imprint, imprint) == 1.0
+
+
+def test_synthetic_repair_recovers_the_clean_cube(repaired_sim, clean, sim):
+    result, log, paths = repaired_sim
+    assert sorted(log["status"]) == ["removed"] * len(CONFETTI)
+    after = open_products(paths["image"], model=paths["model"], residual=paths["residual"])
+    model = after.read("model", 0, 10)
+    residual = after.read("residual", 0, 10)
+    image = after.read("image", 0, 10)
+    # the model and residual come back to the clean ones wherever the cluster was
+    assert np.max(np.abs(model - clean.model)) < 1e-6
+    assert np.max(np.abs(residual - clean.residual)) < 1e-6
+    for chan, y, x, fake in CONFETTI:
+        assert image[chan, y, x] - clean.image[chan, y, x] == pytest.approx(0, abs=0.1 * sim.rms)
+        assert sim.image[chan, y, x] - clean.image[chan, y, x] > 0.9 * fake * sim.rms
+    # elsewhere nothing moves: other channels exactly, the repaired ones outside footprints
+    others = [c for c in range(10) if c not in {c for c, *_ in CONFETTI}]
+    assert np.array_equal(image[others], sim.image[others])
+    yy, xx = np.mgrid[:96, :96]
+    for chan, y, x, _ in CONFETTI:
+        row = log[log["channel"] == chan][0]
+        outside = np.hypot(yy - y, xx - x) > row["footprint"]
+        assert np.array_equal(image[chan][outside], sim.image[chan][outside])
+        assert row["image_after"] == pytest.approx(float(image[chan, row["y"], row["x"]]), abs=1e-6)
+
+
+def test_a_real_line_is_refused(sim_fits, tmp_path):
+    result = deconfetti.scan(sim_fits)
+    catalog = result.candidates.copy()
+    chan, y, x, _ = LINES[1]
+    line = (catalog["channel"] == chan) & (abs(catalog["x"] - x) <= 1) & (abs(catalog["y"] - y) <= 1)
+    assert line.sum() == 1 and catalog["classification"][line][0] == "real"
+    catalog["classification"] = np.where(line, "confetti", "benign")  # pretend it were
+    calls = []
+    log = repair(result.products, catalog, result.rms, apply=lambda *a: calls.append(a))
+    assert list(log["status"]) == ["refused"] and not calls
+    assert log["imprint"][0] < 0.3
+    assert log["consistency_sigma"][0] > 5  # the data hold this line
+
+
+@pytest.mark.parametrize("fmt", ["casa", "fits"])
+def test_round_trip_keeps_headers_and_inputs(sim, fmt, tmp_path):
+    prefix = write_products(sim, tmp_path / "in", "cube", fmt=fmt)
+    before = digest(tmp_path / "in")
+    assert main(["repair", str(prefix), "-q"]) == 0
+    assert {k: v for k, v in digest(tmp_path / "in").items() if k in before} == before
+    ext = ".fits" if fmt == "fits" else ""
+    original = open_products(prefix)
+    for kind in ("image", "model", "residual"):
+        out = tmp_path / "in" / f"cube.deconfetti.{kind}{ext}"
+        assert out.is_dir() == (fmt == "casa")
+        kwargs = {"model": out} if kind == "model" else {"residual": out} if kind == "residual" else {}
+        again = open_products(out if kind == "image" else prefix, **kwargs)
+        product, source = getattr(again, kind), getattr(original, kind)
+        assert product.unit == source.unit and product.shape == source.shape
+        assert product.header == source.header
+        if source.beams is not None:
+            assert all(a == b for a, b in zip(product.beams, source.beams))
+    assert (tmp_path / "in" / "cube.deconfetti" / "repair.ecsv").exists()
+    assert not list((tmp_path / "in").glob(".*part"))
+
+
+def test_pedestal_case_end_to_end(tmp_path):
+    """Real tclean products (pedM1b_inj, channels 4-11) with three injected confetti:
+    the repair removes them and brings the image back to the truth there."""
+    case = tmp_path / "case"
+    shutil.copytree(PEDESTAL, case)
+    before = digest(case)
+    assert main(["repair", str(case / "img"), "--startmodel", "-q"]) == 0
+    after_inputs = {k: v for k, v in digest(case).items() if k in before}
+    assert after_inputs == before
+    truth = fits.getdata(case / "truth.fits")[0]
+    sigma = np.array([float(r["noise_Jy_beam"]) for r in read_csv(case / "noise.csv")])
+    image = open_products(case / "img").read("image", 0, 8)
+    repaired = open_products(case / "img.deconfetti.image").read("image", 0, 8)
+    changed = ~((repaired == image) | (np.isnan(repaired) & np.isnan(image)))
+    for label in read_csv(case / "labels.csv"):
+        c, x, y = int(label["channel"]), int(label["x"]), int(label["y"])
+        before_err = image[c, y, x] - truth[c, y, x]
+        after_err = repaired[c, y, x] - truth[c, y, x]
+        assert before_err > 5 * sigma[c]
+        assert abs(after_err) < 0.3 * before_err
+        assert changed[c, y, x]
+    # nothing outside the three footprints, and no other channel, changed
+    log = Table.read(case / "img.deconfetti" / "repair.ecsv")
+    assert list(log["status"]) == ["removed"] * 3
+    yy, xx = np.mgrid[:128, :128]
+    inside = np.zeros_like(changed)
+    for row in log:
+        inside[row["channel"]] |= np.hypot(yy - row["y"], xx - row["x"]) <= row["footprint"]
+    assert not np.any(changed & ~inside)
+    from casacore.images import image as casa_image
+
+    start = casa_image(str(case / "img.deconfetti.startmodel"))
+    assert start.unit() == "Jy/pixel"
+    assert np.array_equal(start.getdata(), casa_image(str(case / "img.deconfetti.model")).getdata())
+
+
+def read_csv(path):
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_example_refusals_are_logged_and_nothing_written(tmp_path):
+    """The shipped s01 example's confetti sit on an image-wide null-space pattern: no
+    local cluster can be removed without changing the fit to the data, and the repair
+    says so instead of writing products."""
+    case = tmp_path / "example"
+    shutil.copytree(Path(deconfetti.example_path()).parent, case)
+    assert main(["repair", str(case / "example"), "-q"]) == 0
+    log = Table.read(case / "example.deconfetti" / "repair.ecsv")
+    assert len(log) >= 2
+    assert set(log["status"]) == {"refused"}
+    assert all(log["consistency_sigma"] > 1)
+    assert not list(case.glob("example.deconfetti.*"))
+
+
+def test_repair_refuses_to_overwrite(sim, tmp_path, capsys):
+    prefix = write_products(sim, tmp_path, "cube", fmt="fits")
+    assert main(["repair", str(prefix), "-q"]) == 0
+    assert main(["repair", str(tmp_path / "cube.deconfetti"), "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cube.deconfetti.model.fits: exists" in err[0]
+    assert main(["repair", str(tmp_path / "cube.deconfetti"), "-q", "--overwrite"]) == 0
+
+
+def test_repair_needs_a_psf(sim, tmp_path, capsys):
+    prefix = write_products(sim, tmp_path, "cube", fmt="fits", kinds=("image", "model", "residual"))
+    assert main(["repair", str(prefix), "-q"]) == 2
+    assert "needs the psf" in capsys.readouterr().err
