@@ -21,10 +21,10 @@ For the removals allowed in a channel, with ``B`` the channel's restoring beam:
 
 - ``model' = model - D``
 - ``residual' = residual + p`` (what tclean reports for ``model'``)
-- ``image' = image - B (*) D + w p``, ``w`` = 1 within ``radius + 1`` beam of the
-  candidate, tapering to 0 at ``radius + 2`` beams (the footprint): near the candidate
-  the image is re-restored as tclean would, ``B (*) model' + residual'``; outside the
-  footprint it is unchanged.
+- ``image' = image - B (*) D + w p``: ``w`` is 1 within the cluster's radius and tapers
+  to 0 one beam further, and ``B (*) D`` reaches two beams beyond the radius (the
+  footprint). Near the candidate the image is re-restored as tclean would,
+  ``B (*) model' + residual'``; outside the footprint it is unchanged.
 """
 
 from __future__ import annotations
@@ -184,8 +184,8 @@ def repair_channel(model: np.ndarray, index: int, residual: np.ndarray, image: n
             row.update(status="removed", reason="not demanded by the data")
             removed[ys, xs] |= inside
             changed[ys, xs] |= dist <= footprint
-            taper = np.clip(footprint - major - dist, 0.0, major) / major
-            taper = 0.5 - 0.5 * np.cos(np.pi * taper)  # 1 within fit_radius, 0 at footprint
+            taper = np.clip((radius + 2 - dist) / major + 1.0, 0.0, 1.0)
+            taper = 0.5 - 0.5 * np.cos(np.pi * taper)  # 1 within the cluster, 0 a beam further
             weight[ys, xs] = np.maximum(weight[ys, xs], taper)
         rows.append(row)
 

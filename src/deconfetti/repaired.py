@@ -208,8 +208,6 @@ def write_repaired(result, *, outdir: Path | None = None, overwrite: bool = Fals
 
     products = result.products
     config = config or result.config
-    if products.psf is None:
-        raise InputError(f"{products.name}: repair needs the psf (the data test); none found")
     kinds = ("model", "image", "residual")
     catalog = result.candidates
     if not len(catalog) or not np.any(catalog["classification"] == "confetti"):
