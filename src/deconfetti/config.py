@@ -67,8 +67,9 @@ class ClassifyConfig:
 class RepairConfig:
     """Repair: which model components are removed, and when the data allow it."""
 
-    #: the cluster removed around each confetti candidate (its one-channel model excess:
-    #: the compact component and its negative bowl) lies within this radius, in restoring-beam FWHM
+    #: the negative bowl removed with each confetti candidate's compact component (its
+    #: one-channel model excess; the compact part within half a beam) lies within this
+    #: radius, in restoring-beam FWHM
     radius_beams: float = 4.0
     #: a removal is refused when it changes the fit to the data (the dirty image) by more
     #: than this, in units of the channel's sigma (see the repair log's consistency_sigma)
