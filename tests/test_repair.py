@@ -1,7 +1,6 @@
 """Repair: synthetic confetti removed back to the clean cube, a real line refused, the
 pedestal case end to end against its truth, format round trips, inputs unchanged."""
 
-import csv
 import hashlib
 import shutil
 from pathlib import Path
@@ -18,7 +17,7 @@ from deconfetti.repair import imprint_share, model_excess, repair
 from deconfetti.repaired import write_repaired
 from deconfetti.simulate import simulate_cube, write_products
 
-from conftest import BENIGN, CONFETTI, CONTINUUM, DATA, LINES
+from conftest import BENIGN, CONFETTI, CONTINUUM, DATA, LINES, read_rows
 
 PEDESTAL = DATA / "pedestal"
 KW = dict(nchan=10, ny=96, nx=96, rms=1e-3, seed=3, lines=LINES, continuum=CONTINUUM,
@@ -112,9 +111,8 @@ def test_round_trip_keeps_headers_and_inputs(sim, fmt, tmp_path):
     for kind in ("image", "model", "residual"):
         out = tmp_path / "in" / f"cube.deconfetti.{kind}{ext}"
         assert out.is_dir() == (fmt == "casa")
-        kwargs = {"model": out} if kind == "model" else {"residual": out} if kind == "residual" else {}
-        again = open_products(out if kind == "image" else prefix, **kwargs)
-        product, source = getattr(again, kind), getattr(original, kind)
+        product = getattr(open_products(prefix, **{kind: out}), kind)
+        source = getattr(original, kind)
         assert product.unit == source.unit and product.shape == source.shape
         assert product.header == source.header
         if source.beams is not None:
@@ -133,11 +131,11 @@ def test_pedestal_case_end_to_end(tmp_path):
     after_inputs = {k: v for k, v in digest(case).items() if k in before}
     assert after_inputs == before
     truth = fits.getdata(case / "truth.fits")[0]
-    sigma = np.array([float(r["noise_Jy_beam"]) for r in read_csv(case / "noise.csv")])
+    sigma = np.array([float(r["noise_Jy_beam"]) for r in read_rows("pedestal/noise.csv")])
     image = open_products(case / "img").read("image", 0, 8)
     repaired = open_products(case / "img.deconfetti.image").read("image", 0, 8)
     changed = ~((repaired == image) | (np.isnan(repaired) & np.isnan(image)))
-    for label in read_csv(case / "labels.csv"):
+    for label in read_rows("pedestal/labels.csv"):
         c, x, y = int(label["channel"]), int(label["x"]), int(label["y"])
         before_err = image[c, y, x] - truth[c, y, x]
         after_err = repaired[c, y, x] - truth[c, y, x]
@@ -157,11 +155,6 @@ def test_pedestal_case_end_to_end(tmp_path):
     start = casa_image(str(case / "img.deconfetti.startmodel"))
     assert start.unit() == "Jy/pixel"
     assert np.array_equal(start.getdata(), casa_image(str(case / "img.deconfetti.model")).getdata())
-
-
-def read_csv(path):
-    with open(path) as handle:
-        return list(csv.DictReader(handle))
 
 
 def test_example_refusals_are_logged_and_nothing_written(tmp_path):

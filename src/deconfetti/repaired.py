@@ -52,11 +52,10 @@ class PatchedCopy:
             raise InputError(f"{self.target}: cannot write ({exc.strerror or exc})") from None
         self._handle = None
         try:
+            self.temporary.rmdir()  # mkdtemp only reserved the unique name
             if source.path.is_dir():
-                self.temporary.rmdir()
                 shutil.copytree(source.path, self.temporary, copy_function=shutil.copyfile)
             else:
-                self.temporary.rmdir()
                 shutil.copyfile(source.path, self.temporary)
                 if source._hdu.header.get("BITPIX", -32) > 0:
                     raise InputError(f"{source.path}: integer FITS data cannot be repaired; "
