@@ -1,11 +1,15 @@
 """Scan time and peak memory against the time and memory of merely reading the products.
 
-    python benchmarks/scan_speed_memory.py PREFIX [--memory-mb 1024]
+    python benchmarks/scan_speed_memory.py PREFIX [--memory-mb 512] [--naive]
 
 Runs, each in a fresh process: (1) the floor: reading every product the scan reads
 (image, model, residual, pb, psf) in the scan's own channel blocks; (2) the scan with
-``--workers`` threads; (3) the scan with one worker. Prints wall time, peak RSS, the
-scan/read ratio and the parallel speed-up (warm page cache: the floor runs twice first).
+``--workers`` threads; (3) the scan with one worker; (4, 5) the scan on a dask
+``LocalCluster`` of one and of two single-threaded worker processes (``--memory-mb``
+each; workers started and their imports done before the clock starts; the median of three
+scans, as timings on a shared machine vary by 10 %). Prints wall time,
+peak RSS (of the process; of the largest worker for dask), the scan/read ratio and the
+parallel speed-ups (warm page cache: the floor runs twice first).
 With ``--naive``: (4) the basic features (per-channel MAD, one-channel spike, model local
 maxima) computed the naive way on whole cubes in memory, for comparison.
 """
@@ -14,6 +18,8 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 READ = """
 import os, resource, sys, time
@@ -34,13 +40,31 @@ print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrs
 SCAN = """
 import resource, sys, time
 import deconfetti
-from deconfetti.stream import return_freed_memory
-return_freed_memory()  # as the command does
 t = time.perf_counter()
 r = deconfetti.scan(sys.argv[1], memory_mb=float(sys.argv[2]), workers=int(sys.argv[3]))
 print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, len(r.candidates))
 """
 
+DASK = """
+import resource, sys, time
+import deconfetti
+from distributed import Client, LocalCluster
+
+def rss():
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+if __name__ == "__main__":
+    with LocalCluster(n_workers=int(sys.argv[3]), threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        client.run(lambda: __import__("deconfetti.scan"))
+        times = []
+        for _ in range(3):
+            t = time.perf_counter()
+            r = deconfetti.scan(sys.argv[1], memory_mb=float(sys.argv[2]), client=client)
+            times.append(time.perf_counter() - t)
+        print(sorted(times)[1], max(client.run(rss).values()), len(r.candidates))
+"""
 
 NAIVE = """
 import resource, sys, time
@@ -62,15 +86,18 @@ print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrs
 
 
 def run(code, prefix, memory, workers):
-    out = subprocess.run([sys.executable, "-c", code, prefix, str(memory), str(workers)],
-                         check=True, capture_output=True, text=True).stdout.split()
+    with tempfile.TemporaryDirectory() as folder:  # a file, so that dask can spawn workers
+        script = Path(folder) / "bench_step.py"
+        script.write_text(code)
+        out = subprocess.run([sys.executable, str(script), prefix, str(memory), str(workers)],
+                             check=True, capture_output=True, text=True).stdout.split()
     return [float(v) for v in out]
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("prefix")
-    ap.add_argument("--memory-mb", type=float, default=1024)
+    ap.add_argument("--memory-mb", type=float, default=512)
     ap.add_argument("--workers", type=int, default=0, help="0: one per core")
     ap.add_argument("--naive", action="store_true",
                     help="also time the naive whole-cube computation of the basic features "
@@ -80,11 +107,18 @@ def main():
     read_s, read_mb = run(READ, a.prefix, a.memory_mb, a.workers)
     scan_s, scan_mb, count = run(SCAN, a.prefix, a.memory_mb, a.workers)
     serial_s, _, _ = run(SCAN, a.prefix, a.memory_mb, 1)
+    dask1_s, dask1_mb, _ = run(DASK, a.prefix, a.memory_mb, 1)
+    dask2_s, dask2_mb, _ = run(DASK, a.prefix, a.memory_mb, 2)
     result = {"read_s": round(read_s, 2), "read_peak_rss_mb": round(read_mb),
               "scan_s": round(scan_s, 2), "scan_peak_rss_mb": round(scan_mb),
               "scan_over_read": round(scan_s / read_s, 2), "candidates": int(count),
               "one_worker_s": round(serial_s, 2),
               "speedup_workers": round(serial_s / scan_s, 2),
+              "dask_1_worker_s": round(dask1_s, 2), "dask_1_worker_peak_rss_mb": round(dask1_mb),
+              "dask_2_workers_s": round(dask2_s, 2),
+              "dask_2_workers_peak_rss_mb_each": round(dask2_mb),
+              "speedup_dask_2_over_1": round(dask1_s / dask2_s, 2),
+              "dask_2_over_read": round(dask2_s / read_s, 2),
               "memory_mb": a.memory_mb, "workers": a.workers or "all cores"}
     if a.naive:
         naive_s, naive_mb, _ = run(NAIVE, a.prefix, a.memory_mb, a.workers)

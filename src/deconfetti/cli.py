@@ -127,9 +127,6 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``deconfetti`` command; returns the exit code."""
     args = build_parser().parse_args(argv)
     _setup_logging(args)
-    from .stream import return_freed_memory
-
-    return_freed_memory()
     try:
         if args.command == "config":
             print(default_config_text())
@@ -198,7 +195,9 @@ def _scan_one(products, outdir: Path, config, args: argparse.Namespace, client):
     try:
         check_output_dir(outdir, overwrite=args.overwrite)
         with lock_output_dir(outdir):
-            store = BlockStore(outdir / CHECKPOINT_DIR, products, config.to_dict(),
+            parameters = config.to_dict()
+            del parameters["stream"]["workers"]  # results do not depend on it; blocks are checked
+            store = BlockStore(outdir / CHECKPOINT_DIR, products, parameters,
                                resume=args.resume)
             with _progress(args, products.name) as progress:
                 result = scan(products, config=config, store=store, client=client,

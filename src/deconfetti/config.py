@@ -80,11 +80,12 @@ class RepairConfig:
 class StreamConfig:
     """Channel-block streaming."""
 
-    #: memory budget for one channel block of all products, MB
-    memory_mb: int = 1024
+    #: memory budget for the channel blocks of all products, MB: shared by the worker
+    #: threads of a local scan; each dask worker's own on a cluster
+    memory_mb: int = 512
     #: channels per block; 0 chooses from memory_mb and the products' tile depth
     block_channels: int = 0
-    #: blocks processed at once (threads); 0 means one per CPU core. memory_mb is shared
+    #: blocks processed at once (threads); 0 means one per CPU core
     workers: int = 0
 
 

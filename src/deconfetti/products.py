@@ -108,7 +108,7 @@ class Product:
         _check_stored(self.path, shape, sum(f.stat().st_size for f in self.path.glob("table.f*")))
         if stokes and shape[stokes[1][0]] > 1:
             _warn_stokes(self.path, shape[stokes[1][0]])
-        self._read = self._read_casa
+        self._format = "casa"
 
     def _read_casa(self, start: int, stop: int, ys: slice, xs: slice) -> np.ndarray:
         chan_axis, stokes_axis, y_axis, x_axis = self._axes
@@ -186,7 +186,7 @@ class Product:
         self.object_name = str(header.get("OBJECT", ""))
         self.beams = _fits_beams(self._hdul, header, nchan, self.path)
         self.tile_depth = 1
-        self._read = self._read_fits
+        self._format = "fits"
 
     def _read_fits(self, start: int, stop: int, ys: slice, xs: slice) -> np.ndarray:
         chan_axis, stokes_axis, y_axis, x_axis = self._axes
@@ -202,6 +202,12 @@ class Product:
         return data if chan_axis is not None else data[np.newaxis]
 
     # -- common ---------------------------------------------------------------------------
+    def _read(self, start: int, stop: int, ys: slice, xs: slice) -> np.ndarray:
+        # dispatch here, not through a bound method kept on the instance: that would be a
+        # reference cycle, and the planes a product holds would wait for the garbage collector
+        reader = self._read_casa if self._format == "casa" else self._read_fits
+        return reader(start, stop, ys, xs)
+
     def read(self, start: int, stop: int, window: tuple[slice, slice] | None = None
              ) -> np.ndarray:
         """Channels ``start:stop`` as float32 ``[chan, y, x]``, masked pixels NaN.

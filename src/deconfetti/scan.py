@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
 import datetime
+import itertools
 import logging
 import os
 import platform
@@ -30,9 +32,9 @@ from .features import neighbour_max, spectral_contrast, spread_max, zero_nan
 from .measure import data_test, measure_candidates
 from .noise import channel_rms, highpass_fraction, spike_rms
 from .products import Products, open_products
-from .stream import Block, choose_block_channels, plan_blocks
+from .stream import Block, choose_block_channels, plan_blocks, plan_runs, tune_malloc
 
-__all__ = ["scan", "scan_block", "ScanResult", "BlockResult"]
+__all__ = ["scan", "scan_run", "scan_block", "ScanResult", "BlockResult"]
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +86,9 @@ class BlockResult:
     columns: dict[str, np.ndarray]
     #: negative image spikes: channel, y, x and strength (positive numbers)
     negatives: dict[str, np.ndarray]
-    #: peak intensity of the block's core channels, Jy/beam, shape (ny, nx)
-    peak: np.ndarray
+    #: peak intensity of the block's core channels, Jy/beam, shape (ny, nx); in a run of
+    #: blocks, the first block carries the run's peak and the others None
+    peak: np.ndarray | None
 
 
 def scan(products: "Products | str", *, config: Config | None = None,
@@ -115,6 +118,7 @@ def scan(products: "Products | str", *, config: Config | None = None,
     -------
     ScanResult
     """
+    tune_malloc()
     products = open_products(products)
     config = _apply_params(config or Config(), params)
     nchan = products.nchan
@@ -142,7 +146,8 @@ def scan(products: "Products | str", *, config: Config | None = None,
         rms[block.start:block.stop] = result.rms
         parts.append(result.columns)
         negative_parts.append(result.negatives)
-        peak = np.fmax(peak, result.peak)
+        if result.peak is not None:
+            peak = np.fmax(peak, result.peak)
         if progress is not None:
             progress(done, len(blocks))
     columns = {name: np.concatenate([p[name] for p in parts]) for name in _MEASURED}
@@ -179,14 +184,22 @@ def scan(products: "Products | str", *, config: Config | None = None,
 def _run_blocks(products: Products, blocks: list[Block], config: Config, fraction: float,
                 store: Any, workers: int, client: Any):
     """Yield ``(block, BlockResult)`` in block order: stored blocks from ``store``, the
-    others computed on ``client``, on ``workers`` threads, or here (and then stored)."""
+    others computed on ``client`` in runs of consecutive blocks, or here on ``workers``
+    threads that share the product handles and read in block order.
+
+    Computed blocks are stored a run at a time, the run's peak map in its first block,
+    so that the store holds one peak map per run.
+    """
     todo = [block for block in blocks if store is None or not store.has(block)]
     stored = set(blocks) - set(todo)
+    nodes = (sum(client.nthreads().values()) or 1) if client is not None else workers
+    runs = plan_runs(todo, workers=nodes, tile_depth=products.image.tile_depth)
+    last = {run[-1]: run for run in runs}
     with contextlib.ExitStack() as stack:
         if client is not None and todo:
-            futures = client.map(scan_block, [products] * len(todo), todo,
-                                 [config] * len(todo), [fraction] * len(todo), pure=False)
-            computed = (future.result() for future in futures)
+            futures = client.map(scan_run, [products] * len(runs), runs,
+                                 [config] * len(runs), [fraction] * len(runs), pure=False)
+            computed = itertools.chain.from_iterable(future.result() for future in futures)
         elif workers > 1 and len(todo) > 1:
             pool = stack.enter_context(concurrent.futures.ThreadPoolExecutor(workers))
             stack.callback(pool.shutdown, wait=True, cancel_futures=True)
@@ -195,14 +208,40 @@ def _run_blocks(products: Products, blocks: list[Block], config: Config, fractio
         else:
             computed = (scan_block(products, block, config, fraction) for block in todo)
         computed = iter(computed)
+        batch: list[BlockResult] = []
         for block in blocks:
             if block in stored:
                 yield block, store.load(block)
                 continue
             result = next(computed)
-            if store is not None:
-                store.save(block, result)
             yield block, result
+            if store is not None:
+                _fold_peak(batch, result)
+                if block in last:
+                    for done, kept in zip(last[block], batch):
+                        store.save(done, kept)
+                    batch = []
+
+
+def scan_run(products: Products, blocks: list[Block], config: Config,
+             fraction: float) -> list[BlockResult]:
+    """`scan_block` over consecutive blocks in order with one set of product handles, so
+    that each block's halo comes from the previous read (a cluster worker's task). The
+    run's peak map is returned in the first block's result, None in the others."""
+    tune_malloc()
+    results: list[BlockResult] = []
+    for block in blocks:
+        _fold_peak(results, scan_block(products, block, config, fraction))
+    return results
+
+
+def _fold_peak(results: list[BlockResult], result: BlockResult) -> None:
+    """Append ``result`` to a run's results, its peak map folded into the first one's."""
+    if results and result.peak is not None:
+        first = results[0]
+        first.peak = result.peak if first.peak is None else np.fmax(first.peak, result.peak)
+        result = dataclasses.replace(result, peak=None)
+    results.append(result)
 
 
 def scan_block(products: Products, block: Block, config: Config,

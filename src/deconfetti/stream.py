@@ -7,10 +7,11 @@ products' tile depth where they can, so that each read touches whole tiles.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
-__all__ = ["Block", "plan_blocks", "choose_block_channels", "return_freed_memory",
-           "PLANES_PER_CHANNEL", "PLANES_FIXED"]
+__all__ = ["Block", "plan_blocks", "plan_runs", "choose_block_channels", "tune_malloc",
+           "PLANES_PER_CHANNEL", "PLANES_FIXED", "RUN_TILES"]
 
 #: float32 planes held per core channel of a block: image, model, residual, pb, psf and
 #: the validity mask (bool), rounded up
@@ -19,6 +20,9 @@ PLANES_PER_CHANNEL = 6
 #: products, the planes each product keeps for the next block's halo, the per-channel
 #: feature maps and temporaries
 PLANES_FIXED = 30
+#: most channels of a run, in tile depths: a run re-reads one halo tile at each end
+#: (under 1/32 more reading), and an interrupted run is redone whole on resume
+RUN_TILES = 64
 
 
 @dataclass(frozen=True)
@@ -63,18 +67,44 @@ def choose_block_channels(shape: tuple[int, int, int], *, memory_mb: float,
     return fit
 
 
-def return_freed_memory() -> None:
-    """Make glibc give freed channel planes back to the system at once.
+def plan_runs(blocks: list[Block], *, workers: int, tile_depth: int = 1) -> list[list[Block]]:
+    """Group consecutive blocks into runs, each streamed in order by one worker.
 
-    glibc raises its mmap threshold after large frees, so later plane-sized arrays come
-    from the heap and freed ones stay in the process (here ~115 MB more peak memory on a
-    2048 x 2048 scan). Fixing the threshold (M_MMAP_THRESHOLD) keeps peak memory at what
-    the blocks hold. Process-wide: the command calls it; a library user may. No-op where
-    glibc is absent.
+    Inside a run, a block's halo comes from the previous block's read, so only a run's
+    two ends re-read a halo tile. Runs are at most ``RUN_TILES`` tile depths of channels,
+    and short enough that there are at least ``workers`` runs when there are as many
+    blocks. Blocks that are not contiguous (some already done) start a new run.
+    """
+    total = sum(block.stop - block.start for block in blocks)
+    target = min(-(-total // max(1, workers)), RUN_TILES * max(1, tile_depth))
+    runs: list[list[Block]] = []
+    length = 0
+    for block in blocks:
+        if not runs or length >= target or runs[-1][-1].stop != block.start:
+            runs.append([])
+            length = 0
+        runs[-1].append(block)
+        length += block.stop - block.start
+    return runs
+
+
+@functools.cache
+def tune_malloc() -> None:
+    """Fix glibc's malloc thresholds for channel planes (process-wide; once per process).
+
+    By default glibc raises its mmap threshold after large frees, so freed planes stay in
+    the process (~115 MB more peak memory on a 2048 x 2048 scan); with a small fixed
+    threshold they go back, but then every new plane is page-faulted in afresh (measured:
+    half of a scan's time spent in the kernel). With the threshold fixed at 32 MiB
+    (glibc's largest) and trimming above 64 MiB, planes up to 32 MiB are reused from the
+    heap and free memory beyond 64 MiB is returned. No-op where glibc is absent.
     """
     import ctypes
 
     try:
-        ctypes.CDLL("libc.so.6").mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD, 128 kB
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 32 * 2 ** 20)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 64 * 2 ** 20)  # M_TRIM_THRESHOLD
+        libc.mallopt(-8, 1)  # M_ARENA_MAX
     except (OSError, AttributeError):
         pass

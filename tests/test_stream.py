@@ -1,0 +1,43 @@
+"""How cubes are cut into channel blocks and runs of blocks."""
+
+import numpy as np
+import pytest
+
+from deconfetti.stream import RUN_TILES, choose_block_channels, plan_blocks, plan_runs
+
+
+def test_blocks_cover_every_channel_once_with_a_one_channel_halo():
+    blocks = plan_blocks(10, 4)
+    assert [(b.start, b.stop) for b in blocks] == [(0, 4), (4, 8), (8, 10)]
+    assert [(b.read_start, b.read_stop) for b in blocks] == [(0, 5), (3, 9), (7, 10)]
+    core = np.arange(10)[blocks[1].read_start:blocks[1].read_stop][blocks[1].core]
+    np.testing.assert_array_equal(core, [4, 5, 6, 7])
+
+
+@pytest.mark.parametrize("memory_mb, depth, expected", [(1024, 4, 4), (1024, 1, 5), (600, 4, 1),
+                                                        (600, 8, 1), (2048, 16, 16)])
+def test_block_size_follows_memory_and_tile_depth(memory_mb, depth, expected):
+    # 2048 x 2048 planes: 16 MiB each
+    size = choose_block_channels((4000, 2048, 2048), memory_mb=memory_mb, tile_depth=depth)
+    assert size == expected
+    assert size % depth == 0 or depth % size == 0
+
+
+def test_runs_are_consecutive_capped_and_give_every_worker_one():
+    blocks = plan_blocks(1000, 4)
+    runs = plan_runs(blocks, workers=2, tile_depth=4)
+    assert [b for run in runs for b in run] == blocks
+    assert all(a.stop == b.start for run in runs for a, b in zip(run, run[1:]))
+    assert max(run[-1].stop - run[0].start for run in runs) == RUN_TILES * 4
+    short = plan_runs(plan_blocks(128, 4), workers=2, tile_depth=4)
+    assert [(run[0].start, run[-1].stop) for run in short] == [(0, 64), (64, 128)]
+    assert len(plan_runs(plan_blocks(8, 1), workers=16)) == 8
+
+
+def test_runs_break_where_blocks_are_missing():
+    blocks = plan_blocks(12, 2)
+    todo = blocks[:2] + blocks[3:]  # block 4-6 already done
+    runs = plan_runs(todo, workers=1)
+    assert [[(b.start, b.stop) for b in run] for run in runs] == [[(0, 2), (2, 4)],
+                                                                  [(6, 8), (8, 10), (10, 12)]]
+    assert plan_runs([], workers=2) == []
