@@ -178,7 +178,7 @@ def psf_convolve_at(model: np.ndarray, psf: np.ndarray, ys: np.ndarray,
         return psf_convolve(model, kernel)[ys, xs]
     out = np.zeros(ys.size)
     pny, pnx = kernel.shape
-    step = max(1, int(4_000_000 // max(values.size, 1)))
+    step = max(1, int(1_000_000 // max(values.size, 1)))  # ~50 MB of temporaries
     for start in range(0, ys.size, step):
         iy = ys[start:start + step, None] - jy[None, :] + py
         ix = xs[start:start + step, None] - jx[None, :] + px

@@ -84,10 +84,11 @@ def highpass_fraction(width: float, *, psf: np.ndarray | None = None,
 
 def robust_rms(values: np.ndarray, *, clip: float = 3.0, max_samples: int = 250_000) -> float:
     """Sigma-clipped MAD x 1.4826 of the finite ``values`` (NaN when fewer than 20)."""
-    values = np.asarray(values, dtype=np.float64).ravel()
+    values = np.ravel(values)
     values = values[np.isfinite(values)]
     if values.size > max_samples:
         values = values[:: int(np.ceil(values.size / max_samples))]
+    values = values.astype(np.float64)  # after subsampling, not a whole plane in float64
     if values.size < 20:
         return float("nan")
     count = -1

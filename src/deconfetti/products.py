@@ -214,7 +214,8 @@ class Product:
 
         ``window = (y_slice, x_slice)`` reads only that part of each plane; bounds are
         pixel indices clipped to the plane (negative means before the edge, not from the
-        end; steps are not supported).
+        end; steps are not supported). A windowed read neither uses nor fills the cache of
+        planes kept for the next block's halo.
         """
         start, stop = max(0, start), min(self.shape[0], stop)
         ny, nx = self.shape[1:]

@@ -257,6 +257,7 @@ def scan_block(products: Products, block: Block, config: Config,
     if pb is not None:
         with np.errstate(invalid="ignore"):
             valid &= pb >= config.find.pb_min  # NaN compares False
+        pb = pb[core].copy()  # the halo's pb is not needed again
     beam = products.beam_pixels[start:stop]
     ppb = products.pixels_per_beam[start:stop]
 
@@ -304,7 +305,8 @@ def scan_block(products: Products, block: Block, config: Config,
     found_by = np.concatenate(found_by) if found_by else np.zeros(0, str)
 
     columns = {"channel": chan + start, "x": xs, "y": ys, "found_by": found_by,
-               "pb": pb[chan, ys, xs].astype(float) if pb is not None else np.full(len(chan), np.nan)}
+               "pb": (pb[chan - core.start, ys, xs].astype(float) if pb is not None
+                      else np.full(len(chan), np.nan))}
     columns.update(measure_candidates(chan, ys, xs, image=image, model=model,
                                       residual=residual, rms=rms, spike_rms=spike_noise,
                                       pixels_per_beam=ppb,
@@ -313,8 +315,11 @@ def scan_block(products: Products, block: Block, config: Config,
     if products.psf is not None and len(chan):
         # only the channels the data test needs: the candidates' and their neighbours'
         lo, hi = max(0, int(chan.min()) - 1), min(stop - start, int(chan.max()) + 2)
-        planes = zero_nan(products.read("psf", start + lo, start + hi))
-        psf = {lo + i: plane for i, plane in enumerate(planes)}
+        # one whole plane at a time, past the halo cache: the psf is read at scattered
+        # channels, and a read within one tile depth keeps python-casacore's cache to one row
+        whole = (slice(None), slice(None))
+        psf = {c: zero_nan(products.read("psf", start + c, start + c + 1, window=whole)[0])
+               for c in range(lo, hi)}
         columns.update(data_test(chan, ys, xs, image=image, model=model, residual=residual,
                                  psf=psf, rms=rms, spike_rms=spike_noise, beam=beam,
                                  ring_beams=config.classify.ring_beams))
