@@ -17,6 +17,12 @@ For each confetti candidate at ``(c, y, x)``:
 - ``consistency_sigma = (1 - imprint) * psf_peak_sigma``: how much the removal worsens
   the fit to the data. Above ``repair.threshold`` the removal is refused.
 
+When the cluster is refused, the part of a point at the candidate that the data do not
+see (`InvisiblePoints`) is tried: it spans the whole plane, its ``p`` is small by
+construction, and it is removed when the data test passes and its restored part makes at
+least `INVISIBLE_SHARE` of the candidate's one-channel image spike (the image then changes
+within the footprint only, tapered like ``p``).
+
 For the removals allowed in a channel, with ``B`` the channel's restoring beam:
 
 - ``model' = model - D``
@@ -41,8 +47,8 @@ from .errors import InputError
 from .features import psf_convolve, psf_peak, restore, zero_nan
 from .products import Products
 
-__all__ = ["REPAIR_COLUMNS", "ChannelRepair", "model_excess", "imprint_share",
-           "repair_channel", "repair"]
+__all__ = ["REPAIR_COLUMNS", "ChannelRepair", "InvisiblePoints", "model_excess",
+           "imprint_share", "repair_channel", "repair"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +59,8 @@ REPAIR_COLUMNS = {
     "x": ("pix", "candidate column (0-based)"),
     "y": ("pix", "candidate row (0-based)"),
     "status": ("", "'removed', or 'refused' (the data do not allow the removal)"),
+    "method": ("", "what was removed: 'cluster' (the compact component and its bowl) or "
+                   "'invisible point' (the part of a point the data do not see)"),
     "reason": ("", "why, in words"),
     "npix": ("", "model pixels changed"),
     "flux_removed": ("Jy", "sum of the removed components (positive minus negative)"),
@@ -110,6 +118,68 @@ def imprint_share(residual: np.ndarray, imprint: np.ndarray) -> float:
     return float(np.clip(-np.sum(residual[ok] * imprint[ok]) / power, 0.0, 1.0))
 
 
+#: levels of |FFT psf| (relative to its peak) below which a uv cell counts as unmeasured
+EMPTY_LEVELS = np.geomspace(0.004, 0.06, 14)
+#: an invisible point is removed only when its restored part makes at least this share
+#: of the candidate's one-channel image spike (a real source's invisible part makes ~5 %)
+INVISIBLE_SHARE = 0.5
+
+
+class InvisiblePoints:
+    """The part of a point component at each candidate of one channel that the data do
+    not see: the point projected onto the uv cells the psf leaves unmeasured (``|FFT psf|``
+    below a level of `EMPTY_LEVELS`), amplitudes fitted jointly to the channel's model
+    excess, for each level.
+
+    A bright model pixel whose bowl has power only in the unmeasured cells is invisible
+    in the dirty image however far the bowl reaches, so no local cluster describes it.
+    The projection is periodic (FFT over the plane); the data test of a removal uses the
+    psf truncated at its extent, as everywhere else (`psf_convolve`).
+    """
+
+    def __init__(self, excess: np.ndarray, psf: np.ndarray, sites: list[tuple[int, int]]):
+        self.sites = sites
+        self.fits: list[tuple[float, float, np.ndarray]] = []  # (explained, level, amplitudes)
+        if psf.shape != excess.shape:
+            return
+        self.psf = psf
+        py, px = psf_peak(psf)
+        amplitude = np.abs(np.fft.fft2(np.roll(psf, (-py, -px), axis=(0, 1))))
+        self.amplitude = amplitude / amplitude.max()
+        flat, power = excess.ravel(), float(np.sum(excess ** 2))
+        for level in EMPTY_LEVELS:
+            point = self._point(level)
+            templates = np.array([np.roll(point, site, axis=(0, 1)).ravel() for site in sites]).T
+            amplitudes = np.linalg.lstsq(templates, flat, rcond=None)[0]
+            explained = 1.0 - float(np.sum((flat - templates @ amplitudes) ** 2)) / power
+            self.fits.append((explained, float(level), amplitudes))
+
+    def _point(self, level: float) -> np.ndarray:
+        """Invisible part of a unit point at pixel (0, 0), Jy/pixel."""
+        return np.real(np.fft.ifft2(self.amplitude < level))
+
+    def removal(self, k: int, residual: np.ndarray, window: tuple[slice, slice],
+                fit: np.ndarray, sigma: float, threshold: float
+                ) -> tuple[np.ndarray, float, float] | None:
+        """For candidate ``k``: of the levels whose removal the data allow (the consistency
+        figure at most ``threshold``), the one whose points best describe the excess.
+
+        ``residual`` is the residual in ``window`` and ``fit`` a mask of it. Returns the
+        removed components (whole plane, Jy/pixel), ``psf_peak_sigma`` and ``imprint``,
+        or None.
+        """
+        for explained, level, amplitudes in sorted(self.fits, reverse=True):
+            if not amplitudes[k] > 0:
+                continue
+            part = amplitudes[k] * np.roll(self._point(level), self.sites[k], axis=(0, 1))
+            seen = psf_convolve(part, self.psf)[window][fit]  # as the residual gets it
+            share = imprint_share(residual[fit], seen)
+            psf_sigma = float(np.max(np.abs(seen))) / sigma
+            if (1.0 - share) * psf_sigma <= threshold:
+                return part, psf_sigma, share
+        return None
+
+
 def repair_channel(model: np.ndarray, index: int, residual: np.ndarray, image: np.ndarray,
                    psf: np.ndarray, beam: tuple[float, float, float], sigma: float,
                    sites: list[tuple[int, int, int]], *, chan: int = 0,
@@ -120,8 +190,10 @@ def repair_channel(model: np.ndarray, index: int, residual: np.ndarray, image: n
     ----------
     model : ndarray, shape (k, ny, nx)
         Model channels around the one repaired (Jy/pixel), ``model[index]`` being it.
-    residual, image : ndarray, shape (ny, nx)
-        The channel's residual and image, Jy/beam.
+    residual : ndarray, shape (ny, nx)
+        The channel's residual, Jy/beam.
+    image : ndarray, shape (k, ny, nx)
+        The image in the same channels as ``model``, Jy/beam.
     psf : ndarray, shape (pny, pnx)
         The channel's dirty beam, peak 1.
     beam : (major, minor, pa)
@@ -153,6 +225,11 @@ def repair_channel(model: np.ndarray, index: int, residual: np.ndarray, image: n
     removed = np.zeros((ny, nx), dtype=bool)
     changed = np.zeros((ny, nx), dtype=bool)
     weight = np.zeros((ny, nx))
+    hidden = np.zeros((ny, nx))  # removed invisible points (image-wide, Jy/pixel)
+    near = np.zeros((ny, nx))  # where the image takes their change
+    image_neighbours = _neighbour_mean(image, index)
+    image = image[index]
+    invisible = None
     rows = []
     for ident, y, x in sites:
         half = int(np.ceil(footprint)) + 1
@@ -167,35 +244,66 @@ def repair_channel(model: np.ndarray, index: int, residual: np.ndarray, image: n
         psf_sigma = float(np.max(np.abs(imprint[fit]))) / sigma
         consistency = (1.0 - share) * psf_sigma
         restored = float(restore(part, *beam)[y - ys.start, x - xs.start])
-        row = dict(id=ident, channel=chan, x=x, y=y, npix=int(np.count_nonzero(part)),
+        row = dict(id=ident, channel=chan, x=x, y=y, method="", npix=int(np.count_nonzero(part)),
                    flux_removed=float(part.sum()), positive_removed=float(part[part > 0].sum()),
                    negative_removed=float(part[part < 0].sum()),
                    peak_component=float(part.max()), restored_removed=restored,
                    restored_sigma=restored / sigma, psf_peak_sigma=psf_sigma, imprint=share,
                    consistency_sigma=consistency, radius=radius, footprint=footprint,
                    image_before=float(image[y, x]), sigma=sigma)
+        taper = np.clip((radius + 2 - dist) / major + 1.0, 0.0, 1.0)
+        taper = 0.5 - 0.5 * np.cos(np.pi * taper)  # 1 within the cluster, 0 a beam further
         if not np.any(part[core] > 0):
             row.update(status="refused", reason="no one-channel model excess at the candidate")
-        elif not np.isfinite(consistency) or consistency > threshold:
-            row.update(status="refused",
-                       reason=f"the data do not allow it: the fit to the dirty image would "
-                              f"worsen by {consistency:.2f} sigma (threshold {threshold:g})")
-        else:
-            row.update(status="removed", reason="not demanded by the data")
+        elif np.isfinite(consistency) and consistency <= threshold:
+            row.update(status="removed", method="cluster", reason="not demanded by the data")
             removed[ys, xs] |= inside
             changed[ys, xs] |= dist <= footprint
-            taper = np.clip((radius + 2 - dist) / major + 1.0, 0.0, 1.0)
-            taper = 0.5 - 0.5 * np.cos(np.pi * taper)  # 1 within the cluster, 0 a beam further
             weight[ys, xs] = np.maximum(weight[ys, xs], taper)
+        else:
+            if invisible is None:
+                invisible = InvisiblePoints(excess, psf, [(y_, x_) for _, y_, x_ in sites])
+            found = invisible.removal(len(rows), residual[ys, xs], (ys, xs), fit, sigma,
+                                      threshold)
+            spike = float(image[y, x] - image_neighbours[y, x])
+            if found is None:
+                row.update(status="refused",
+                           reason=f"the data do not allow it: the fit to the dirty image would "
+                                  f"worsen by {consistency:.2f} sigma (threshold {threshold:g}), "
+                                  f"and by more for its invisible part")
+            else:
+                part, psf_sigma, share = found
+                shown = float(restore(part[ys, xs], *beam)[y - ys.start, x - xs.start])
+                if not spike > 0 or shown < INVISIBLE_SHARE * spike:
+                    row.update(status="refused",
+                               reason=f"the data do not allow it: the fit to the dirty image "
+                                      f"would worsen by {consistency:.2f} sigma, and its "
+                                      f"invisible part makes only {shown / spike:.0%} of the spike")
+                else:
+                    row.update(status="removed", method="invisible point",
+                               reason="invisible to the data", npix=int(np.count_nonzero(part)),
+                               flux_removed=float(part.sum()),
+                               positive_removed=float(part[part > 0].sum()),
+                               negative_removed=float(part[part < 0].sum()),
+                               peak_component=float(part.max()), restored_removed=shown,
+                               restored_sigma=shown / sigma, psf_peak_sigma=psf_sigma,
+                               imprint=share, consistency_sigma=(1.0 - share) * psf_sigma)
+                    hidden += part
+                    near[ys, xs] = np.maximum(near[ys, xs], taper)
         rows.append(row)
 
-    if not removed.any():
+    if not (removed.any() or hidden.any()):
         for row in rows:
             row["image_after"] = row["image_before"]
         return ChannelRepair(None, None, None, rows)
     cluster = np.where(removed, excess, 0.0)
     imprint = psf_convolve(cluster, psf)
     image_delta = np.where(changed, weight * imprint - restore(cluster, *beam), 0.0)
+    if hidden.any():  # image-wide components: the image changes near the candidates only
+        seen = psf_convolve(hidden, psf)
+        image_delta += near * (seen - restore(hidden, *beam))
+        imprint += seen
+        cluster += hidden
     for row in rows:
         row["image_after"] = row["image_before"] + float(image_delta[row["y"], row["x"]])
     return ChannelRepair((-cluster).astype(np.float32), image_delta.astype(np.float32),
@@ -235,7 +343,7 @@ def repair(products: Products, catalog: Table, rms: np.ndarray, *, config: Confi
         model = products.read("model", chan - 1, chan + 2)
         done = repair_channel(model, chan - max(0, chan - 1),
                               products.read("residual", chan, chan + 1)[0],
-                              products.read("image", chan, chan + 1)[0],
+                              products.read("image", chan - 1, chan + 2),
                               products.read("psf", chan, chan + 1)[0], tuple(beams[chan]),
                               float(rms[chan]), sites, chan=chan,
                               radius_beams=config.repair.radius_beams,
@@ -246,6 +354,11 @@ def repair(products: Products, catalog: Table, rms: np.ndarray, *, config: Confi
         if apply is not None and done.model is not None:
             apply(chan, done)
     return _log_table(rows)
+
+
+def _neighbour_mean(planes: np.ndarray, index: int) -> np.ndarray:
+    """Mean of the planes next to ``planes[index]`` (one at a cube edge)."""
+    return np.mean([planes[i] for i in (index - 1, index + 1) if 0 <= i < len(planes)], axis=0)
 
 
 def _log_table(rows: list[dict]) -> Table:
@@ -261,4 +374,4 @@ def _log_table(rows: list[dict]) -> Table:
 def _dtype(name: str) -> str:
     if name in ("id", "channel", "x", "y", "npix"):
         return "i8"
-    return "U64" if name in ("status", "reason") else "f8"
+    return "U64" if name in ("status", "method", "reason") else "f8"
