@@ -145,3 +145,20 @@ def test_consecutive_blocks_reuse_their_halo(sim, sim_casa, monkeypatch):
     block = products.read("image", 1, 3)
     block[:] = 0  # callers may modify what they get: the kept planes are copies
     np.testing.assert_array_equal(products.read("image", 1, 3), sim.image[1:3])
+
+
+def test_a_product_is_freed_without_the_garbage_collector(sim_casa):
+    """No reference cycles: the planes a product keeps go when the last handle does (a
+    long-lived dask worker would otherwise hold every finished scan's planes)."""
+    import gc
+    import weakref
+
+    gc.disable()
+    try:
+        products = open_products(sim_casa)
+        products.read("image", 0, 3)
+        handle = weakref.ref(products.image)
+        del products
+        assert handle() is None
+    finally:
+        gc.enable()
