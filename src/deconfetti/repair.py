@@ -118,7 +118,8 @@ def imprint_share(residual: np.ndarray, imprint: np.ndarray) -> float:
     return float(np.clip(-np.sum(residual[ok] * imprint[ok]) / power, 0.0, 1.0))
 
 
-#: levels of |FFT psf| (relative to its peak) below which a uv cell counts as unmeasured
+#: levels L of |FFT psf| (relative to its peak): a uv cell of amplitude A counts as
+#: unmeasured with weight max(0, 1 - A / L)
 EMPTY_LEVELS = np.geomspace(0.004, 0.06, 14)
 #: an invisible point is removed only when its restored part makes at least this share
 #: of the candidate's one-channel image spike (a real source's invisible part makes ~5 %)
@@ -127,9 +128,10 @@ INVISIBLE_SHARE = 0.5
 
 class InvisiblePoints:
     """The part of a point component at each candidate of one channel that the data do
-    not see: the point projected onto the uv cells the psf leaves unmeasured (``|FFT psf|``
-    below a level of `EMPTY_LEVELS`), amplitudes fitted jointly to the channel's model
-    excess, for each level.
+    not see: the point filtered to the uv cells the psf leaves unmeasured (weight
+    ``max(0, 1 - |FFT psf| / L)`` for each level ``L`` of `EMPTY_LEVELS`), amplitudes
+    fitted jointly to the channel's model excess. The soft weight keeps the barely
+    measured cells, where a hard cut leaks most, nearly out of the removal.
 
     A bright model pixel whose bowl has power only in the unmeasured cells is invisible
     in the dirty image however far the bowl reaches, so no local cluster describes it.
@@ -155,8 +157,8 @@ class InvisiblePoints:
             self.fits.append((explained, float(level), amplitudes))
 
     def _point(self, level: float) -> np.ndarray:
-        """Invisible part of a unit point at pixel (0, 0), Jy/pixel."""
-        return np.real(np.fft.ifft2(self.amplitude < level))
+        """Invisible part of a unit point at pixel (0, 0) for ``level``, Jy/pixel."""
+        return np.real(np.fft.ifft2(np.clip(1.0 - self.amplitude / level, 0.0, 1.0)))
 
     def removal(self, k: int, residual: np.ndarray, window: tuple[slice, slice],
                 fit: np.ndarray, sigma: float, threshold: float
