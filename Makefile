@@ -1,4 +1,4 @@
-# deconfetti: `make demo` sets up and scans the shipped example; `make test` runs the suite.
+# deconfetti: `make demo` sets up, scans and repairs the shipped example; `make test` runs the suite.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	rm -rf demo-output
 	$(BIN)/deconfetti scan "$$($(BIN)/python -c 'import deconfetti; print(deconfetti.example_path())')" --out demo-output --report
-	@echo "demo outputs in demo-output/ (open demo-output/report.html in a browser)"
+	$(BIN)/deconfetti repair demo-output --out demo-output/repaired --startmodel
+	@echo "demo outputs in demo-output/ (open demo-output/report.html in a browser; repaired products in demo-output/repaired/)"
 
 # the report's browser test uses Debian's chromium and chromedriver
 browser:
