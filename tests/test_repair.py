@@ -87,6 +87,8 @@ def test_invisible_point_is_recovered_from_a_null_space_pattern():
     seen = InvisiblePoints(0.8 * np.roll(np.eye(1, n * n).reshape(n, n), (20, 41), (0, 1)),
                            psf, [(20, 41)])
     assert max(seen.fits)[0] < 0.9  # a whole point is partly visible
+    nothing = InvisiblePoints(np.zeros((n, n)), psf, [(20, 41)])
+    assert nothing.removal(0, np.zeros((n, n)), window, np.ones((n, n), bool), 1.0, 1.0) is None
 
 
 def test_synthetic_repair_recovers_the_clean_cube(repaired_sim, clean, sim):

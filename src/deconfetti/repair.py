@@ -142,7 +142,7 @@ class InvisiblePoints:
     def __init__(self, excess: np.ndarray, psf: np.ndarray, sites: list[tuple[int, int]]):
         self.sites = sites
         self.fits: list[tuple[float, float, np.ndarray]] = []  # (explained, level, amplitudes)
-        if psf.shape != excess.shape:
+        if psf.shape != excess.shape or not np.any(excess):
             return
         self.psf = psf
         py, px = psf_peak(psf)
