@@ -19,6 +19,7 @@ demo: $(STAMP)
 	rm -rf demo-output
 	$(BIN)/deconfetti scan "$$($(BIN)/python -c 'import deconfetti; print(deconfetti.example_path())')" --out demo-output --report
 	$(BIN)/deconfetti repair demo-output --out demo-output/repaired --startmodel
+	$(BIN)/deconfetti report demo-output --overwrite -q
 	@echo "demo outputs in demo-output/ (open demo-output/report.html in a browser; repaired products in demo-output/repaired/)"
 
 # the report's browser test uses Debian's chromium and chromedriver

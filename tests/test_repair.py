@@ -218,6 +218,13 @@ def test_example_invisible_points_are_removed(tmp_path):
         c, x, y = int(float(source["chan_peak"])), int(float(source["x"])), int(float(source["y"]))
         if 0 <= c < 15:
             assert repaired[c, y, x] == image[c, y, x]
+    # the report shows the repairs; a new scan makes the old log stale and removes it
+    scandir = case / "example.deconfetti"
+    assert main(["report", str(scandir), "-q"]) == 0
+    html = (scandir / "report.html").read_text()
+    assert "<h2>Repairs</h2>" in html and html.count("invisible point") >= len(removed)
+    assert main(["scan", str(case / "example"), "-q", "--overwrite", "--figures", "0"]) == 0
+    assert not (scandir / "repair.ecsv").exists()
 
 
 def test_repair_refuses_to_overwrite(sim, tmp_path, capsys):

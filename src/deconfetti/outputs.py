@@ -138,6 +138,7 @@ def write_outputs(result: ScanResult, outdir: Path, *, overwrite: bool = False) 
     header["BUNIT"] = result.products.image.unit
     header["COMMENT"] = "peak intensity over channels of the image (deconfetti)"
     atomic_write(paths["peak"], lambda p: fits.writeto(p, result.peak, header, overwrite=True))
+    (outdir / REPAIR_LOG_NAME).unlink(missing_ok=True)  # a new scan: an old repair is stale
     return paths
 
 
@@ -155,9 +156,12 @@ def write_figures(pngs: dict[int, dict[str, bytes]], outdir: Path) -> list[Path]
 
 def write_report(result: ScanResult, outdir: Path, *, top: int = 25,
                  pngs: dict[int, dict[str, bytes]] | None = None) -> Path:
-    """``outdir/report.html`` (self-contained) for ``result``."""
+    """``outdir/report.html`` (self-contained) for ``result``, with the repairs when
+    ``outdir`` holds a repair log."""
+    log = Path(outdir) / REPAIR_LOG_NAME
+    repairs = Table.read(log, format="ascii.ecsv") if log.exists() else None
     html = render(result.candidates, result.summary, result.products, result.peak, result.rms,
-                  top=top, pngs=pngs)
+                  top=top, pngs=pngs, repairs=repairs)
     return atomic_write(Path(outdir) / REPORT_NAME,
                         lambda p: p.write_text(html, encoding="utf-8"))
 

@@ -46,7 +46,8 @@ def evidence_pngs(products: Products, rows: Table, *, dpi: int = 72
 
 def render(catalog: Table, summary: dict[str, Any], products: Products, peak: np.ndarray,
            rms: np.ndarray, *, top: int = 25, dpi: int = 72,
-           pngs: dict[int, dict[str, bytes]] | None = None) -> str:
+           pngs: dict[int, dict[str, bytes]] | None = None,
+           repairs: Table | None = None) -> str:
     """The report as one HTML string.
 
     Parameters
@@ -65,6 +66,8 @@ def render(catalog: Table, summary: dict[str, Any], products: Products, peak: np
         Candidates with figures: the first ``top`` rows of the catalog.
     pngs : dict, optional
         Figures already made by `evidence_pngs` (the missing ones are made here).
+    repairs : Table, optional
+        A repair log (`deconfetti.repair.repair`, ``repair.ecsv``), shown as its own section.
     """
     axis, unit = spectral_axis(products, np.arange(products.nchan))
     label = "radio velocity (km/s)" if unit == "km/s" else "frequency (GHz)"
@@ -81,13 +84,17 @@ def render(catalog: Table, summary: dict[str, Any], products: Products, peak: np
     rows = [{name: _json_value(row[name]) for name in TABLE_COLUMNS} for row in catalog]
     for item in rows:
         item["frequency"] = None if item["frequency"] is None else item["frequency"] / 1e9
+    repaired = [{**{name: _json_value(row[name]) for name in row.colnames},
+                 "before": float(row["image_before"] / row["sigma"]),
+                 "after": float(row["image_after"] / row["sigma"])}
+                for row in (repairs if repairs is not None else [])]
     environment = Environment(loader=PackageLoader("deconfetti", "report"),
                               autoescape=select_autoescape(default=True))
     template = environment.get_template("template.html.j2")
     return template.render(
         summary=summary, name=products.name, object_name=products.image.object_name,
         shape=products.shape, classes=CLASSES, columns=TABLE_COLUMNS, rows=rows,
-        with_figures=[s["id"] for s in sections], sections=sections, top=top,
+        with_figures=[s["id"] for s in sections], sections=sections, top=top, repairs=repaired,
         overview=_data_uri(_png_bytes(overview(peak, catalog, rms, axis, label), dpi)),
         version=__version__)
 
