@@ -46,7 +46,7 @@ from astropy.table import Table
 
 from .config import Config
 from .errors import InputError
-from .features import psf_convolve, psf_peak, restore, zero_nan
+from .features import psf_convolve, psf_peak, restore, spectral_contrast, zero_nan
 from .products import Products
 
 __all__ = ["REPAIR_COLUMNS", "ChannelRepair", "InvisiblePoints", "model_excess",
@@ -231,7 +231,7 @@ def repair_channel(model: np.ndarray, index: int, residual: np.ndarray, image: n
     weight = np.zeros((ny, nx))
     hidden = np.zeros((ny, nx))  # removed invisible points (image-wide, Jy/pixel)
     near = np.zeros((ny, nx))  # where the image takes their change
-    image_neighbours = _neighbour_mean(image, index)
+    spikes = spectral_contrast(image, index)  # the one-channel image spike, Jy/beam
     image = image[index]
     invisible = None
     rows = []
@@ -246,15 +246,11 @@ def repair_channel(model: np.ndarray, index: int, residual: np.ndarray, image: n
         fit = dist <= fit_radius
         share = imprint_share(residual[ys, xs][fit], imprint[fit])
         psf_sigma = float(np.max(np.abs(imprint[fit]))) / sigma
-        consistency = (1.0 - share) * psf_sigma
         restored = float(restore(part, *beam)[y - ys.start, x - xs.start])
-        row = dict(id=ident, channel=chan, x=x, y=y, method="", npix=int(np.count_nonzero(part)),
-                   flux_removed=float(part.sum()), positive_removed=float(part[part > 0].sum()),
-                   negative_removed=float(part[part < 0].sum()),
-                   peak_component=float(part.max()), restored_removed=restored,
-                   restored_sigma=restored / sigma, psf_peak_sigma=psf_sigma, imprint=share,
-                   consistency_sigma=consistency, radius=radius, footprint=footprint,
-                   image_before=float(image[y, x]), sigma=sigma)
+        row = dict(id=ident, channel=chan, x=x, y=y, method="", radius=radius,
+                   footprint=footprint, image_before=float(image[y, x]), sigma=sigma,
+                   **_figures(part, restored, sigma, psf_sigma, share))
+        consistency = row["consistency_sigma"]
         taper = np.clip((radius + 2 - dist) / major + 1.0, 0.0, 1.0)
         taper = 0.5 - 0.5 * np.cos(np.pi * taper)  # 1 within the cluster, 0 a beam further
         if not np.any(part[core] > 0):
@@ -269,7 +265,7 @@ def repair_channel(model: np.ndarray, index: int, residual: np.ndarray, image: n
                 invisible = InvisiblePoints(excess, psf, [(y_, x_) for _, y_, x_ in sites])
             found = invisible.removal(len(rows), residual[ys, xs], (ys, xs), fit, sigma,
                                       threshold)
-            spike = float(image[y, x] - image_neighbours[y, x])
+            spike = float(spikes[y, x])
             if found is None:
                 row.update(status="refused",
                            reason=f"the data do not allow it: the fit to the dirty image would "
@@ -285,13 +281,8 @@ def repair_channel(model: np.ndarray, index: int, residual: np.ndarray, image: n
                                       f"invisible part makes only {shown / spike:.0%} of the spike")
                 else:
                     row.update(status="removed", method="invisible point",
-                               reason="invisible to the data", npix=int(np.count_nonzero(part)),
-                               flux_removed=float(part.sum()),
-                               positive_removed=float(part[part > 0].sum()),
-                               negative_removed=float(part[part < 0].sum()),
-                               peak_component=float(part.max()), restored_removed=shown,
-                               restored_sigma=shown / sigma, psf_peak_sigma=psf_sigma,
-                               imprint=share, consistency_sigma=(1.0 - share) * psf_sigma)
+                               reason="invisible to the data",
+                               **_figures(part, shown, sigma, psf_sigma, share))
                     hidden += part
                     near[ys, xs] = np.maximum(near[ys, xs], taper)
         rows.append(row)
@@ -363,9 +354,15 @@ def repair(products: Products, catalog: Table, rms: np.ndarray, *, config: Confi
     return _log_table(rows)
 
 
-def _neighbour_mean(planes: np.ndarray, index: int) -> np.ndarray:
-    """Mean of the planes next to ``planes[index]`` (one at a cube edge)."""
-    return np.mean([planes[i] for i in (index - 1, index + 1) if 0 <= i < len(planes)], axis=0)
+def _figures(part: np.ndarray, restored: float, sigma: float, psf_sigma: float,
+             share: float) -> dict:
+    """The repair log's figures of one removal (``part`` in Jy/pixel)."""
+    return dict(npix=int(np.count_nonzero(part)), flux_removed=float(part.sum()),
+                positive_removed=float(part[part > 0].sum()),
+                negative_removed=float(part[part < 0].sum()), peak_component=float(part.max()),
+                restored_removed=restored, restored_sigma=restored / sigma,
+                psf_peak_sigma=psf_sigma, imprint=share,
+                consistency_sigma=(1.0 - share) * psf_sigma)
 
 
 def _log_table(rows: list[dict]) -> Table:
