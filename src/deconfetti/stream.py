@@ -97,7 +97,8 @@ def tune_malloc() -> None:
     threshold they go back, but then every new plane is page-faulted in afresh (measured:
     half of a scan's time spent in the kernel). With the threshold fixed at 32 MiB
     (glibc's largest) and trimming above 64 MiB, planes up to 32 MiB are reused from the
-    heap and free memory beyond 64 MiB is returned. No-op where glibc is absent.
+    heap and free memory beyond 64 MiB is returned; one arena serves every thread, so the
+    worker threads' freed planes are trimmed too. No-op where glibc is absent.
     """
     import ctypes
 
