@@ -31,7 +31,9 @@ class BlockStore:
     folder : Path
     products : Products
     parameters : dict
-        The scan's full configuration (`Config.to_dict`) and block size.
+        The scan's full configuration (`Config.to_dict`) and block size. The number of
+        workers is left out: results do not depend on it, and blocks are checked by their
+        channels.
     resume : bool
         Keep blocks already there when their fingerprint matches; otherwise start empty.
     """
@@ -39,6 +41,8 @@ class BlockStore:
     def __init__(self, folder: Path, products: Products, parameters: dict[str, Any], *,
                  resume: bool):
         self.folder = Path(folder)
+        stream = {k: v for k, v in parameters.get("stream", {}).items() if k != "workers"}
+        parameters = {**parameters, "stream": stream}
         fingerprint = {"inputs": {kind: _stat(path) for kind, path in products.paths.items()},
                        "parameters": parameters}
         marker = self.folder / "fingerprint.json"

@@ -195,9 +195,7 @@ def _scan_one(products, outdir: Path, config, args: argparse.Namespace, client):
     try:
         check_output_dir(outdir, overwrite=args.overwrite)
         with lock_output_dir(outdir):
-            parameters = config.to_dict()
-            del parameters["stream"]["workers"]  # results do not depend on it; blocks are checked
-            store = BlockStore(outdir / CHECKPOINT_DIR, products, parameters,
+            store = BlockStore(outdir / CHECKPOINT_DIR, products, config.to_dict(),
                                resume=args.resume)
             with _progress(args, products.name) as progress:
                 result = scan(products, config=config, store=store, client=client,
