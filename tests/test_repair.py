@@ -12,8 +12,10 @@ from astropy.table import Table
 
 import deconfetti
 from deconfetti.cli import main
+from deconfetti.features import psf_convolve
 from deconfetti.products import open_products
-from deconfetti.repair import InvisiblePoints, imprint_share, model_excess, repair
+from deconfetti.repair import (EMPTY_LEVELS, InvisiblePoints, imprint_share, model_excess,
+                               repair)
 from deconfetti.repaired import write_repaired
 from deconfetti.simulate import simulate_cube, write_products
 
@@ -63,27 +65,35 @@ def test_imprint_share_is_the_carried_fraction():
 
 
 def test_invisible_point_is_recovered_from_a_null_space_pattern():
-    """A point projected onto the uv cells a psf leaves empty, on top of other model
-    noise, is found with its amplitude; a point the psf sees is not described."""
+    """A point projected onto the uv cells a psf barely measures, on top of other model
+    noise, is found with its level and amplitude; the residual gets back the share of
+    its imprint it carries; a point the psf sees is not described."""
     rng = np.random.default_rng(4)
     n = 64
     u = np.fft.fftfreq(n)
     radius = np.hypot(u[:, None], u[None, :])
-    sampled = (radius < 0.3) & (rng.random((n, n)) < 0.35)
-    sampled |= sampled[(-np.arange(n)) % n][:, (-np.arange(n)) % n]  # Hermitian: a real psf
-    sampled[0, 0] = False  # no zero spacing
-    psf = np.fft.fftshift(np.real(np.fft.ifft2(sampled)))
+    weights = np.where((radius < 0.3) & (rng.random((n, n)) < 0.5), rng.random((n, n)) ** 4, 0.0)
+    weights = weights + weights[(-np.arange(n)) % n][:, (-np.arange(n)) % n]  # a real psf
+    weights[0, 0] = 0.0  # no zero spacing
+    psf = np.fft.fftshift(np.real(np.fft.ifft2(weights)))
     psf /= psf.max()
-    empty_point = np.real(np.fft.ifft2(~sampled))
+    level = 0.03  # between two of EMPTY_LEVELS
+    assert not np.any(np.isclose(level, EMPTY_LEVELS, rtol=0.05))
+    empty_point = np.real(np.fft.ifft2(np.clip(1 - weights / weights.max() / level, 0, 1)))
     fake = 0.8 * np.roll(empty_point, (20, 41), axis=(0, 1))
     excess = fake + rng.normal(0, 1e-3, (n, n))
     invisible = InvisiblePoints(excess, psf, [(20, 41)])
-    explained, _, amplitudes = max(invisible.fits)
-    assert explained > 0.95 and amplitudes[0] == pytest.approx(0.8, rel=0.02)
+    explained, found, amplitudes = max(invisible.fits)
+    assert explained > 0.95 and found == pytest.approx(level, rel=0.04)
+    assert amplitudes[0] == pytest.approx(0.8, rel=0.02)
     window = (slice(0, n), slice(0, n))
-    part, psf_sigma, _ = invisible.removal(0, np.zeros((n, n)), window, np.ones((n, n), bool),
-                                           sigma=1.0, threshold=1.0)
+    imprint = psf_convolve(fake, psf)
+    part, carried, psf_sigma, share = invisible.removal(
+        0, -0.6 * imprint, window, np.ones((n, n), bool), sigma=np.abs(imprint).max(),
+        threshold=1.0)
     np.testing.assert_allclose(part, fake, atol=0.02 * fake.max())
+    assert share == pytest.approx(0.6, abs=0.02) and psf_sigma == pytest.approx(1, rel=0.05)
+    np.testing.assert_allclose(carried, share * psf_convolve(part, psf))
     seen = InvisiblePoints(0.8 * np.roll(np.eye(1, n * n).reshape(n, n), (20, 41), (0, 1)),
                            psf, [(20, 41)])
     assert max(seen.fits)[0] < 0.9  # a whole point is partly visible
