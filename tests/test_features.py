@@ -22,6 +22,20 @@ def test_psf_convolve_at_matches_full_convolution():
     assert psf_convolve(point, psf)[11, 12] == pytest.approx(2.0 * psf[21, 25])
 
 
+@pytest.mark.parametrize("psf_shape", [(40, 50), (27, 64), (64, 90)])
+def test_psf_convolve_in_a_window_matches_the_whole_plane(psf_shape):
+    """Any psf size and peak, windows at the edges and inside: the same pixels."""
+    rng = np.random.default_rng(2)
+    model = rng.normal(size=(40, 50))
+    psf = rng.normal(size=psf_shape)
+    psf[psf_shape[0] // 3, psf_shape[1] // 2] = 10.0
+    full = psf_convolve(model, psf)
+    for window in [(slice(0, 7), slice(43, 50)), (slice(12, 30), slice(5, 21)),
+                   (slice(0, 40), slice(0, 50)), (slice(39, 40), slice(0, 1)),
+                   (slice(30, 60), slice(None, 9))]:
+        np.testing.assert_allclose(psf_convolve(model, psf, window), full[window], atol=1e-9)
+
+
 def test_dense_model_takes_the_fft_path_with_the_same_result():
     rng = np.random.default_rng(1)
     model = rng.normal(size=(32, 32))

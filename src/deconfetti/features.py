@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+from scipy import fft as sfft
 from scipy import signal
 
 __all__ = ["zero_nan", "spectral_contrast", "neighbour_max", "spread_max", "disk", "ring_offsets", "gaussian_beam",
@@ -130,17 +131,37 @@ def psf_peak(psf: np.ndarray) -> tuple[int, int]:
     return tuple(int(i) for i in np.unravel_index(np.nanargmax(psf), psf.shape))
 
 
-def psf_convolve(model: np.ndarray, psf: np.ndarray) -> np.ndarray:
-    """``psf (*) model`` on the whole plane (FFT), the psf centred on its maximum.
+def psf_convolve(model: np.ndarray, psf: np.ndarray,
+                 window: tuple[slice, slice] | None = None) -> np.ndarray:
+    """``psf (*) model`` (FFT), the psf centred on its maximum and truncated at its own
+    extent.
 
     ``model`` is ``(ny, nx)`` in Jy/pixel, ``psf`` any ``(pny, pnx)`` with peak 1;
-    returns ``(ny, nx)`` in Jy/beam. The psf is truncated at its own extent.
+    returns ``(ny, nx)`` in Jy/beam, or only the pixels in ``window`` (two slices, as
+    they index the plane). A window costs a periodic convolution only as large as the plane
+    plus the window, instead of plane plus psf; the result is the same.
     """
     plane = np.nan_to_num(np.asarray(model, dtype=np.float64))
     kernel = np.nan_to_num(np.asarray(psf, dtype=np.float64))
     py, px = psf_peak(kernel)
-    full = signal.fftconvolve(plane, kernel, mode="full")
-    return full[py:py + plane.shape[0], px:px + plane.shape[1]]
+    if window is None:
+        full = signal.fftconvolve(plane, kernel, mode="full")
+        return full[py:py + plane.shape[0], px:px + plane.shape[1]]
+    # output pixel j takes the psf at offsets j - i for every model pixel i: on a periodic
+    # grid of at least (window + plane - 1) those offsets fall in distinct cells
+    window = tuple(slice(*w.indices(n)[:2]) for w, n in zip(window, plane.shape))
+    sizes, cells, taps = [], [], []
+    for (lo, hi), n, peak, extent in zip(((w.start, w.stop) for w in window), plane.shape,
+                                         (py, px), kernel.shape):
+        size = sfft.next_fast_len(hi - lo + n - 1, real=True)
+        offsets = np.arange(max(-peak, lo - n + 1), min(extent - peak, hi))
+        sizes.append(size)
+        cells.append(offsets % size)
+        taps.append(offsets + peak)
+    wrapped = np.zeros(sizes)
+    wrapped[np.ix_(*cells)] = kernel[np.ix_(*taps)]
+    spectrum = sfft.rfft2(plane, sizes) * sfft.rfft2(wrapped)
+    return sfft.irfft2(spectrum, sizes)[window]
 
 
 def psf_convolve_at(model: np.ndarray, psf: np.ndarray, ys: np.ndarray,

@@ -42,10 +42,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 from astropy.table import Table
+from scipy import fft as sfft
 
 from .config import Config
 from .errors import InputError
@@ -123,6 +124,17 @@ def imprint_share(residual: np.ndarray, imprint: np.ndarray) -> float:
     return float(np.clip(-np.sum(residual[ok] * imprint[ok]) / power, 0.0, 1.0))
 
 
+def hot_pixel(excess: np.ndarray, y: int, x: int, radius: float) -> tuple[int, int]:
+    """``(y, x)`` of the largest ``excess`` within ``radius`` pixels of ``(y, x)`` (the
+    model pixel under an image peak, which may sit a pixel off it)."""
+    ys, xs = slice(max(0, y - int(radius)), y + int(radius) + 1), \
+        slice(max(0, x - int(radius)), x + int(radius) + 1)
+    yy, xx = np.ogrid[ys, xs]
+    near = np.where(np.hypot(yy - y, xx - x) <= radius, excess[ys, xs], -np.inf)
+    dy, dx = np.unravel_index(np.argmax(near), near.shape)
+    return ys.start + int(dy), xs.start + int(dx)
+
+
 #: levels L of |FFT psf| (relative to its peak): a uv cell of amplitude A counts as
 #: unmeasured with weight max(0, 1 - A / L)
 EMPTY_LEVELS = np.geomspace(0.004, 0.06, 14)
@@ -153,54 +165,48 @@ class InvisiblePoints:
         self.fits: list[tuple[float, float, np.ndarray]] = []  # (explained, level, amplitudes)
         if psf.shape != excess.shape or not np.any(excess):
             return
-        self.psf = psf
         py, px = psf_peak(psf)
-        amplitude = np.abs(np.fft.fft2(np.roll(psf, (-py, -px), axis=(0, 1))))
+        amplitude = np.abs(sfft.fft2(np.roll(psf, (-py, -px), axis=(0, 1))))
         self.amplitude = amplitude / amplitude.max()
+        # a template's products with the excess and with the other templates are sums over
+        # uv cells: the excess's spectrum and each site's phase ramp, per axis
+        self._spectrum = sfft.fft2(excess)
+        self._power = float(np.sum(excess ** 2))
+        self._ramps = [tuple(np.exp(2j * np.pi * np.fft.fftfreq(n) * i)
+                             for n, i in zip(excess.shape, site)) for site in sites]
         for level in EMPTY_LEVELS:
-            self._fit(excess, level)
+            self._fit(level)
         best = int(np.argmax([explained for explained, _, _ in self.fits]))
         lo, hi = EMPTY_LEVELS[max(0, best - 1)], EMPTY_LEVELS[min(len(EMPTY_LEVELS) - 1, best + 1)]
         for level in np.geomspace(lo, hi, REFINE_LEVELS + 2)[1:-1]:
             if not np.any(np.isclose(level, EMPTY_LEVELS)):
-                self._fit(excess, level)
+                self._fit(level)
 
-    def _fit(self, excess: np.ndarray, level: float) -> None:
-        """Fit the points of ``level`` to ``excess`` jointly; keep (explained share of
-        its power, level, amplitudes in Jy/pixel)."""
-        point = self._point(level)
-        templates = np.array([np.roll(point, site, axis=(0, 1)).ravel() for site in self.sites]).T
-        flat = excess.ravel()
-        amplitudes = np.linalg.lstsq(templates, flat, rcond=None)[0]
-        residue = float(np.sum((flat - templates @ amplitudes) ** 2))
-        self.fits.append((1.0 - residue / float(np.sum(flat ** 2)), float(level), amplitudes))
+    def _weight(self, level: float) -> np.ndarray:
+        return np.clip(1.0 - self.amplitude / level, 0.0, 1.0)
 
-    def _point(self, level: float) -> np.ndarray:
-        """Invisible part of a unit point at pixel (0, 0) for ``level``, Jy/pixel."""
-        return np.real(np.fft.ifft2(np.clip(1.0 - self.amplitude / level, 0.0, 1.0)))
+    def _fit(self, level: float) -> None:
+        """Fit the points of ``level`` to the excess jointly, by least squares; keep
+        (explained share of its power, level, amplitudes in Jy/pixel)."""
+        weight = self._weight(level)
+        cells = weight.size
+        seen = weight * self._spectrum
+        power = weight ** 2
+        along = np.array([np.real(ry @ seen @ rx) for ry, rx in self._ramps]) / cells
+        cross = np.array([[np.real((ry * sy.conj()) @ power @ (rx * sx.conj()))
+                           for sy, sx in self._ramps] for ry, rx in self._ramps]) / cells
+        amplitudes = np.linalg.lstsq(cross, along, rcond=None)[0]
+        residue = self._power - 2 * amplitudes @ along + amplitudes @ cross @ amplitudes
+        self.fits.append((1.0 - float(residue) / self._power, float(level), amplitudes))
 
-    def removal(self, k: int, residual: np.ndarray, window: tuple[slice, slice],
-                fit: np.ndarray, sigma: float, threshold: float
-                ) -> tuple[np.ndarray, np.ndarray, float, float] | None:
-        """For candidate ``k``: of the levels whose removal the data allow (the consistency
-        figure at most ``threshold``), the one whose points best describe the excess.
-
-        ``residual`` is the residual in ``window`` and ``fit`` a mask of it. Returns the
-        removed components (whole plane, Jy/pixel), the part of their imprint the residual
-        carries (``imprint * psf (*) removed``, whole plane, Jy/beam), ``psf_peak_sigma``
-        and ``imprint``; or None.
-        """
-        for explained, level, amplitudes in sorted(self.fits, reverse=True):
-            if not amplitudes[k] > 0:
-                continue
-            part = amplitudes[k] * np.roll(self._point(level), self.sites[k], axis=(0, 1))
-            imprint = psf_convolve(part, self.psf)  # as the residual gets it
-            seen = imprint[window][fit]
-            share = imprint_share(residual[fit], seen)
-            psf_sigma = float(np.max(np.abs(seen))) / sigma
-            if (1.0 - share) * psf_sigma <= threshold:
-                return part, share * imprint, psf_sigma, share
-        return None
+    def parts(self, k: int) -> Iterator[np.ndarray]:
+        """Candidate ``k``'s invisible point (whole plane, Jy/pixel) for each level, the
+        level that best describes the excess first; none with a non-positive amplitude."""
+        for _, level, amplitudes in sorted(self.fits, reverse=True):
+            if amplitudes[k] > 0:
+                point = sfft.irfft2(self._weight(level)[:, :self.amplitude.shape[1] // 2 + 1],
+                                    self.amplitude.shape)
+                yield amplitudes[k] * np.roll(point, self.sites[k], axis=(0, 1))
 
 
 def repair_channel(model: np.ndarray, index: int, residual: np.ndarray, image: np.ndarray,
@@ -282,30 +288,41 @@ def repair_channel(model: np.ndarray, index: int, residual: np.ndarray, image: n
             weight[ys, xs] = np.maximum(weight[ys, xs], taper)
         else:
             if invisible is None:
-                invisible = InvisiblePoints(excess, psf, [(y_, x_) for _, y_, x_ in sites])
-            found = invisible.removal(len(rows), residual[ys, xs], (ys, xs), fit, sigma,
-                                      threshold)
+                invisible = InvisiblePoints(excess, psf, [hot_pixel(excess, y_, x_, 0.5 * major)
+                                                          for _, y_, x_ in sites])
             spike = float(spikes[y, x])
-            if found is None:
-                row.update(status="refused",
-                           reason=f"the data do not allow it: the fit to the dirty image would "
-                                  f"worsen by {consistency:.2f} sigma (threshold {threshold:g}), "
-                                  f"and by more for its invisible part")
-            else:
-                part, carried, psf_sigma, share = found
+            largest, tested = 0.0, False
+            for part in invisible.parts(len(rows)) if spike > 0 else ():
+                # the restored part must make the spike (cheap), the data allow it (costly)
                 shown = float(restore(part[ys, xs], *beam)[y - ys.start, x - xs.start])
-                if not spike > 0 or shown < INVISIBLE_SHARE * spike:
-                    row.update(status="refused",
-                               reason=f"the data do not allow it: the fit to the dirty image "
-                                      f"would worsen by {consistency:.2f} sigma, and its "
-                                      f"invisible part makes only {shown / spike:.0%} of the spike")
-                else:
+                largest = max(largest, shown)
+                if shown < INVISIBLE_SHARE * spike:
+                    continue
+                tested = True
+                imprint = psf_convolve(part, psf, (ys, xs))  # as the residual gets it
+                psf_sigma = float(np.max(np.abs(imprint[fit]))) / sigma
+                share = imprint_share(residual[ys, xs][fit], imprint[fit])
+                if (1.0 - share) * psf_sigma <= threshold:
                     row.update(status="removed", method="invisible point",
                                reason="invisible to the data",
                                **_figures(part, shown, sigma, psf_sigma, share))
                     hidden += part
-                    given += carried
+                    given[ys, xs] += share * imprint
                     near[ys, xs] = np.maximum(near[ys, xs], taper)
+                    break
+            else:
+                if not invisible.fits:
+                    why = "no invisible part was fitted (the psf's shape is not the image's)"
+                elif tested:
+                    why = "by more for its invisible part"
+                elif spike > 0:
+                    why = f"its invisible part makes at most {largest / spike:.0%} of the spike"
+                else:
+                    why = "the image has no one-channel spike there"
+                row.update(status="refused",
+                           reason=f"the data do not allow it: the fit to the dirty image would "
+                                  f"worsen by {consistency:.2f} sigma (threshold {threshold:g}), "
+                                  f"and {why}")
         rows.append(row)
 
     if not (removed.any() or hidden.any()):
@@ -313,7 +330,7 @@ def repair_channel(model: np.ndarray, index: int, residual: np.ndarray, image: n
             row["image_after"] = row["image_before"]
         return ChannelRepair(None, None, None, rows)
     cluster = np.where(removed, excess, 0.0)
-    imprint = psf_convolve(cluster, psf)
+    imprint = psf_convolve(cluster, psf) if removed.any() else np.zeros((ny, nx))
     image_delta = np.where(changed, weight * imprint - restore(cluster, *beam), 0.0)
     if hidden.any():
         # image-wide components: the image and the residual change near the candidates
