@@ -13,8 +13,9 @@ from astropy.table import Table
 import deconfetti
 from deconfetti.cli import main
 from deconfetti.products import open_products
+from deconfetti.features import psf_convolve, restore
 from deconfetti.repair import (EMPTY_LEVELS, InvisiblePoints, imprint_share, model_excess,
-                               repair)
+                               repair, repair_channel)
 from deconfetti.repaired import write_repaired
 from deconfetti.simulate import simulate_cube, write_products
 
@@ -63,22 +64,28 @@ def test_imprint_share_is_the_carried_fraction():
     assert imprint_share(-3 * imprint, imprint) == 1.0
 
 
+def sampled_uv(rng: np.random.Generator, n: int, level: float = 0.03):
+    """uv weights sampled at random with graded weights, no zero spacing; their psf
+    (peak 1); a 0.8 Jy/pixel point at (20, 41) filtered to the cells they barely measure
+    (weight max(0, 1 - w / level), as the s01/s02 confetti were made)."""
+    u = np.fft.fftfreq(n)
+    radius = np.hypot(u[:, None], u[None, :])
+    weights = np.where((radius < 0.3) & (rng.random((n, n)) < 0.5), rng.random((n, n)) ** 4, 0.0)
+    weights = weights + weights[(-np.arange(n)) % n][:, (-np.arange(n)) % n]  # a real psf
+    weights[0, 0] = 0.0
+    psf = np.fft.fftshift(np.real(np.fft.ifft2(weights)))
+    empty_point = np.real(np.fft.ifft2(np.clip(1 - weights / weights.max() / level, 0, 1)))
+    return weights, psf / psf.max(), 0.8 * np.roll(empty_point, (20, 41), axis=(0, 1))
+
+
 def test_invisible_point_is_recovered_from_a_null_space_pattern():
     """A point projected onto the uv cells a psf barely measures, on top of other model
     noise, is found with its level and amplitude; a point the psf sees is not described."""
     rng = np.random.default_rng(4)
     n = 64
-    u = np.fft.fftfreq(n)
-    radius = np.hypot(u[:, None], u[None, :])
-    weights = np.where((radius < 0.3) & (rng.random((n, n)) < 0.5), rng.random((n, n)) ** 4, 0.0)
-    weights = weights + weights[(-np.arange(n)) % n][:, (-np.arange(n)) % n]  # a real psf
-    weights[0, 0] = 0.0  # no zero spacing
-    psf = np.fft.fftshift(np.real(np.fft.ifft2(weights)))
-    psf /= psf.max()
     level = 0.03  # between two of EMPTY_LEVELS
     assert not np.any(np.isclose(level, EMPTY_LEVELS, rtol=0.05))
-    empty_point = np.real(np.fft.ifft2(np.clip(1 - weights / weights.max() / level, 0, 1)))
-    fake = 0.8 * np.roll(empty_point, (20, 41), axis=(0, 1))
+    weights, psf, fake = sampled_uv(rng, n, level)
     excess = fake + rng.normal(0, 1e-3, (n, n))
     invisible = InvisiblePoints(excess, psf, [(20, 41)])
     explained, found, amplitudes = max(invisible.fits)
@@ -101,6 +108,31 @@ def test_invisible_point_is_recovered_from_a_null_space_pattern():
     assert max(seen.fits)[0] < 0.9  # a whole point is partly visible
     nothing = InvisiblePoints(np.zeros((n, n)), psf, [(20, 41)])
     assert list(nothing.parts(0)) == []
+
+
+@pytest.mark.parametrize("site", [(20, 41), (20, 42), (21, 40)])
+def test_invisible_point_is_removed_from_the_hot_pixel_under_the_candidate(site):
+    """A null-space confetti, its residual carrying the imprint: removed whole from the
+    model, also when the image peak (the candidate) is a pixel off the hot model pixel;
+    the image comes back to the noise there and the residual gets the imprint back."""
+    rng = np.random.default_rng(4)
+    n = 64
+    _, psf, fake = sampled_uv(rng, n)
+    beam = (3.0, 3.0, 0.0)
+    model = np.zeros((3, n, n))
+    model[1] = fake
+    imprint = psf_convolve(fake, psf)
+    residual = rng.normal(0, 1e-3, (3, n, n))
+    residual[1] -= imprint
+    image = np.array([restore(plane, *beam) for plane in model]) + residual
+    sigma = restore(fake, *beam)[20, 41] / 10  # a 10-sigma fake
+    done = repair_channel(model, 1, residual[1], image, psf, beam, sigma, [(7, *site)])
+    row = done.rows[0]
+    assert (row["status"], row["method"]) == ("removed", "invisible point")
+    assert row["consistency_sigma"] <= 1 and row["imprint"] > 0.9
+    np.testing.assert_allclose(done.model, -fake, atol=1e-3 * fake.max())
+    assert abs(row["image_after"]) < 0.1 * sigma < 0.2 * row["image_before"]
+    assert done.residual[20, 41] == pytest.approx(row["imprint"] * imprint[20, 41], rel=1e-3)
 
 
 def test_synthetic_repair_recovers_the_clean_cube(repaired_sim, clean, sim):

@@ -17,10 +17,11 @@ For each confetti candidate at ``(c, y, x)``:
 - ``consistency_sigma = (1 - imprint) * psf_peak_sigma``: how much the removal worsens
   the fit to the data. Above ``repair.threshold`` the removal is refused.
 
-When the cluster is refused, the part of a point at the candidate that the data do not
-see (`InvisiblePoints`) is tried: it spans the whole plane, its ``p`` is small by
-construction, and it is removed when the data test passes and its restored part makes at
-least `INVISIBLE_SHARE` of the candidate's one-channel image spike. The model changes
+When the cluster is refused, the part of a point at the candidate's hot model pixel
+(`hot_pixel`) that the data do not see (`InvisiblePoints`) is tried: it spans the whole
+plane, its ``p`` is small by construction, and it is removed when its restored part makes
+at least `INVISIBLE_SHARE` of the candidate's one-channel image spike and the data test
+passes. The model changes
 over the whole plane; the image and the residual change within the footprint only,
 tapered like ``p``, and the data test looks within the fit radius: far from the
 candidate the psf image cannot tell the imprint of an image-wide pattern. Near it, the
@@ -53,7 +54,7 @@ from .errors import InputError
 from .features import psf_convolve, psf_peak, restore, spectral_contrast, zero_nan
 from .products import Products
 
-__all__ = ["REPAIR_COLUMNS", "ChannelRepair", "InvisiblePoints", "model_excess",
+__all__ = ["REPAIR_COLUMNS", "ChannelRepair", "InvisiblePoints", "model_excess", "hot_pixel",
            "imprint_share", "repair_channel", "repair"]
 
 log = logging.getLogger(__name__)
