@@ -36,6 +36,17 @@ def test_psf_convolve_in_a_window_matches_the_whole_plane(psf_shape):
         np.testing.assert_allclose(psf_convolve(model, psf, window), full[window], atol=1e-9)
 
 
+def test_dense_model_at_few_points_is_summed_in_chunks():
+    """More model pixels than one chunk of the direct sum: the same values."""
+    rng = np.random.default_rng(3)
+    model = rng.normal(size=(1050, 1000))
+    psf = rng.normal(size=(300, 280))
+    psf[150, 140] = 10
+    ys, xs = np.array([0, 500, 1049]), np.array([999, 3, 600])
+    np.testing.assert_allclose(psf_convolve_at(model, psf, ys, xs),
+                               psf_convolve(model, psf)[ys, xs], atol=1e-8)
+
+
 def test_dense_model_takes_the_fft_path_with_the_same_result():
     rng = np.random.default_rng(1)
     model = rng.normal(size=(32, 32))

@@ -186,7 +186,8 @@ def psf_convolve_at(model: np.ndarray, psf: np.ndarray, ys: np.ndarray,
     -----
     The model is sparse (only cleaned pixels are non-zero), so the sum runs over its
     non-zero pixels; when that costs more than a full FFT convolution of the plane,
-    the FFT is used instead.
+    the FFT is used instead, on a grid only as large as the plane plus the box of the
+    pixels wanted.
     """
     ys = np.asarray(ys, dtype=np.intp)
     xs = np.asarray(xs, dtype=np.intp)
@@ -196,14 +197,21 @@ def psf_convolve_at(model: np.ndarray, psf: np.ndarray, ys: np.ndarray,
     values = model[jy, jx].astype(np.float64)
     npix = model.size + kernel.size
     if ys.size * values.size > 20 * npix * np.log2(max(npix, 2)):
-        return psf_convolve(model, kernel)[ys, xs]
+        y0, x0 = ys.min(), xs.min()  # only the box around the pixels wanted
+        box = (slice(y0, ys.max() + 1), slice(x0, xs.max() + 1))
+        return psf_convolve(model, kernel, box)[ys - y0, xs - x0]
     out = np.zeros(ys.size)
     pny, pnx = kernel.shape
-    step = max(1, int(1_000_000 // max(values.size, 1)))  # ~50 MB of temporaries
-    for start in range(0, ys.size, step):
-        iy = ys[start:start + step, None] - jy[None, :] + py
-        ix = xs[start:start + step, None] - jx[None, :] + px
-        inside = (iy >= 0) & (iy < pny) & (ix >= 0) & (ix < pnx)
-        taps = kernel[np.clip(iy, 0, pny - 1), np.clip(ix, 0, pnx - 1)]
-        out[start:start + step] = np.sum(np.where(inside, taps, 0.0) * values[None, :], axis=1)
+    chunk = 1_000_000  # (point, model pixel) pairs at a time: ~50 MB of temporaries
+    many = max(1, min(values.size, chunk))
+    step = max(1, chunk // many)
+    for first in range(0, values.size, many):
+        vy, vx = jy[first:first + many], jx[first:first + many]
+        weights = values[first:first + many]
+        for start in range(0, ys.size, step):
+            iy = ys[start:start + step, None] - vy[None, :] + py
+            ix = xs[start:start + step, None] - vx[None, :] + px
+            inside = (iy >= 0) & (iy < pny) & (ix >= 0) & (ix < pnx)
+            taps = kernel[np.clip(iy, 0, pny - 1), np.clip(ix, 0, pnx - 1)]
+            out[start:start + step] += np.sum(np.where(inside, taps, 0.0) * weights, axis=1)
     return out
