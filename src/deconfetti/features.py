@@ -138,8 +138,8 @@ def psf_convolve(model: np.ndarray, psf: np.ndarray,
 
     ``model`` is ``(ny, nx)`` in Jy/pixel, ``psf`` any ``(pny, pnx)`` with peak 1;
     returns ``(ny, nx)`` in Jy/beam, or only the pixels in ``window`` (two slices, as
-    they index the plane). A window costs a periodic convolution only as large as the plane
-    plus the window, instead of plane plus psf; the result is the same.
+    they index the plane). A window costs a periodic convolution only as large as the
+    plane plus the window, instead of plane plus psf; the result is the same.
     """
     plane = np.nan_to_num(np.asarray(model, dtype=np.float64))
     kernel = np.nan_to_num(np.asarray(psf, dtype=np.float64))

@@ -21,13 +21,13 @@ When the cluster is refused, the part of a point at the candidate's hot model pi
 (`hot_pixel`) that the data do not see (`InvisiblePoints`) is tried: it spans the whole
 plane, its ``p`` is small by construction, and it is removed when its restored part makes
 at least `INVISIBLE_SHARE` of the candidate's one-channel image spike and the data test
-passes. The model changes
-over the whole plane; the image and the residual change within the footprint only,
-tapered like ``p``, and the data test looks within the fit radius: far from the
-candidate the psf image cannot tell the imprint of an image-wide pattern. Near it, the
-psf truncated at half the image overstates that imprint (on 12 CASA injections, 1.1-2.5
-times the residual change of CASA's own major cycle within a beam), so the residual gets
-back ``imprint * p``, the part of ``p`` it carries, rather than all of ``p``.
+passes. The model changes over the whole plane; the image and the residual change within
+the footprint only, tapered like ``p``, and the data test looks within the fit radius:
+far from the candidate the psf image cannot tell the imprint of an image-wide pattern.
+Near it, the psf truncated at half the image overstates that imprint (on 12 CASA
+injections, 1.1-2.5 times the residual change of CASA's own major cycle within a beam),
+so the residual gets back ``imprint * p``, the part of ``p`` it carries, rather than all
+of ``p``.
 
 For the removals allowed in a channel, with ``B`` the channel's restoring beam:
 
@@ -128,8 +128,9 @@ def imprint_share(residual: np.ndarray, imprint: np.ndarray) -> float:
 def hot_pixel(excess: np.ndarray, y: int, x: int, radius: float) -> tuple[int, int]:
     """``(y, x)`` of the largest ``excess`` within ``radius`` pixels of ``(y, x)`` (the
     model pixel under an image peak, which may sit a pixel off it)."""
-    ys, xs = slice(max(0, y - int(radius)), y + int(radius) + 1), \
-        slice(max(0, x - int(radius)), x + int(radius) + 1)
+    reach = int(radius)
+    ys = slice(max(0, y - reach), y + reach + 1)
+    xs = slice(max(0, x - reach), x + reach + 1)
     yy, xx = np.ogrid[ys, xs]
     near = np.where(np.hypot(yy - y, xx - x) <= radius, excess[ys, xs], -np.inf)
     dy, dx = np.unravel_index(np.argmax(near), near.shape)
@@ -184,6 +185,7 @@ class InvisiblePoints:
                 self._fit(level)
 
     def _weight(self, level: float) -> np.ndarray:
+        """How unmeasured each uv cell counts for ``level`` (0..1)."""
         return np.clip(1.0 - self.amplitude / level, 0.0, 1.0)
 
     def _fit(self, level: float) -> None:
@@ -192,9 +194,9 @@ class InvisiblePoints:
         weight = self._weight(level)
         cells = weight.size
         seen = weight * self._spectrum
-        power = weight ** 2
+        squared = weight ** 2
         along = np.array([np.real(ry @ seen @ rx) for ry, rx in self._ramps]) / cells
-        cross = np.array([[np.real((ry * sy.conj()) @ power @ (rx * sx.conj()))
+        cross = np.array([[np.real((ry * sy.conj()) @ squared @ (rx * sx.conj()))
                            for sy, sx in self._ramps] for ry, rx in self._ramps]) / cells
         amplitudes = np.linalg.lstsq(cross, along, rcond=None)[0]
         residue = self._power - 2 * amplitudes @ along + amplitudes @ cross @ amplitudes
