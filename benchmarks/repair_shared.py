@@ -5,8 +5,9 @@ Usage: python benchmarks/repair_shared.py [../shared/data] [--set repair.thresho
 For each case: scan, repair (in memory), then, per confetti label (channel, x, y):
 the image-minus-truth error at the label before and after, also high-passed as the labels
 were found, and the rms of that error within 1 beam FWHM of it; per case, the share of the
-labels' error removed (summed over them); the largest change of the image outside the
-repair footprints (all channels), in sigma; the change of every real compact source's peak.
+labels' error removed (summed over them); the rms of the error around the removals, in
+annuli; the largest change of the image outside the repair footprints (all channels), in
+sigma; the change of every real compact source's peak.
 """
 
 import argparse
@@ -29,6 +30,10 @@ CASES = {"confetti_s01": "confetti_s01", "confetti_s02": "confetti_s02",
 def rows(path):
     with open(path) as handle:
         return list(csv.DictReader(handle))
+
+
+#: annuli around a removal, in restoring-beam FWHM
+ANNULI = [0, 1, 2, 4, 6, 8]
 
 
 def high_pass(plane: np.ndarray, major: float) -> np.ndarray:
@@ -73,6 +78,19 @@ def run_case(directory: Path, prefix: str, config) -> dict:
                  if int(r["channel"]) == lab["channel"]
                  and abs(int(r["x"]) - lab["x"]) <= 2 and abs(int(r["y"]) - lab["y"]) <= 2]
         lab["fake"] = fakes[0] if fakes else np.nan
+    # rms of the error around every removal, in annuli of beams (the last one is beyond
+    # every footprint: the floor of noise and other imaging errors)
+    squares = np.zeros((2, len(ANNULI) - 1))
+    counts = np.zeros(len(ANNULI) - 1)
+    for row in log[log["status"] == "removed"]:
+        c = row["channel"]
+        ring = np.digitize(np.hypot(yy - row["y"], xx - row["x"]) / major[c], ANNULI) - 1
+        ok = (ring >= 0) & (ring < len(counts)) & np.isfinite(image[c] - truth[c])
+        for when, plane in enumerate((image[c], after[c])):
+            error = ((plane[ok] - truth[c][ok]) / sigma[c]) ** 2
+            squares[when] += np.bincount(ring[ok], error, len(counts))
+        counts += np.bincount(ring[ok], minlength=len(counts))
+    out["annuli"] = np.sqrt(squares / np.maximum(counts, 1))
     outside = np.abs(after - image)[~changed] if (~changed).any() else np.zeros(1)
     out["outside_sigma"] = float(np.max(outside / np.median(sigma)))
     real = []
@@ -130,6 +148,13 @@ def main(argv=None) -> int:
         print(f"| {res['case']} | {res['removed']} | {res['refused']} | "
               f"{', '.join(f'{100 * share:.1f}%' for share in shares)} | {res['outside_sigma']:.3g} | "
               f"{100 * res['real_max_change']:.3f}% |")
+    print("\n| case | rms of image - truth around the removals, before -> after (sigma), "
+          f"in annuli of {', '.join(f'{a}-{b}' for a, b in zip(ANNULI, ANNULI[1:]))} beams |")
+    print("|---|---|")
+    for res in summaries:
+        if res["removed"]:
+            print(f"| {res['case']} | " + ", ".join(
+                f"{b:.2f} -> {a:.2f}" for b, a in zip(*res["annuli"])) + " |")
     for res in summaries:
         log = res["log"]
         if len(log):
