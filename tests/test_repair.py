@@ -135,6 +135,18 @@ def test_invisible_point_is_removed_from_the_hot_pixel_under_the_candidate(site)
     assert done.residual[20, 41] == pytest.approx(row["imprint"] * imprint[20, 41], rel=1e-3)
 
 
+def test_invisible_point_needs_a_psf_of_the_image_shape():
+    rng = np.random.default_rng(4)
+    _, psf, fake = sampled_uv(rng, 64)
+    model = np.zeros((3, 64, 64))
+    model[1] = fake
+    image = np.array([restore(plane, 3.0, 3.0, 0.0) for plane in model])
+    done = repair_channel(model, 1, np.zeros((64, 64)), image, psf[8:56, 8:56], (3.0, 3.0, 0.0),
+                          0.04, [(7, 20, 41)])
+    assert done.rows[0]["status"] == "refused" and done.model is None
+    assert "no invisible part was fitted (the psf's shape" in done.rows[0]["reason"]
+
+
 def test_synthetic_repair_recovers_the_clean_cube(repaired_sim, clean, sim):
     result, log, paths = repaired_sim
     assert sorted(log["status"]) == ["removed"] * len(CONFETTI)
