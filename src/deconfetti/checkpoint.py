@@ -9,14 +9,14 @@ files are read with ``allow_pickle=False`` (nothing from disk is unpickled).
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .errors import InputError
+from .files import atomic_write, remove_temporaries
 from .products import Products
 from .stream import Block
 
@@ -48,11 +48,17 @@ class BlockStore:
         marker = self.folder / "fingerprint.json"
         same = resume and marker.exists() and _read_json(marker) == json.loads(
             json.dumps(fingerprint))
-        if not same and self.folder.exists():
-            shutil.rmtree(self.folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            if not same and self.folder.exists():
+                shutil.rmtree(self.folder)
+            self.folder.mkdir(parents=True, exist_ok=True)
+            remove_temporaries(self.folder)  # left by a killed scan
+        except OSError as exc:
+            raise InputError(f"{self.folder}: cannot write the checkpoint "
+                             f"({exc.strerror or exc})") from None
         if not same:
-            _atomic(marker, lambda p: p.write_text(json.dumps(fingerprint), encoding="utf-8"))
+            atomic_write(marker, lambda p: p.write_text(json.dumps(fingerprint),
+                                                        encoding="utf-8"))
 
     def has(self, block: Block) -> bool:
         """Whether ``block`` was stored (reads only its ``stop`` entry)."""
@@ -89,8 +95,7 @@ class BlockStore:
             arrays["peak"] = result.peak
         arrays.update({f"col_{k}": np.asarray(v) for k, v in result.columns.items()})
         arrays.update({f"neg_{k}": np.asarray(v) for k, v in result.negatives.items()})
-        _atomic(self.folder / f"block_{block.start}.npz",
-                lambda p: np.savez(p, **arrays))
+        atomic_write(self.folder / f"block_{block.start}.npz", lambda p: _savez(p, arrays))
 
     def remove(self) -> None:
         """Delete the folder (after the outputs are written)."""
@@ -110,13 +115,6 @@ def _read_json(path: Path) -> Any:
         return None
 
 
-def _atomic(path: Path, write) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
-                                         suffix=".part.npz")
-    os.close(handle)
-    try:
-        write(Path(temporary))
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with open(path, "wb") as handle:  # a file object: np.savez would append .npz to a name
+        np.savez(handle, **arrays)

@@ -24,8 +24,28 @@ __all__ = ["main", "EXIT_OK", "EXIT_BUG", "EXIT_INPUT", "EXIT_CONFETTI"]
 EXIT_OK, EXIT_BUG, EXIT_INPUT, EXIT_CONFETTI, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
+class _Parser(argparse.ArgumentParser):
+    """Argument errors in one line, exit code 2 (``--help`` shows the usage)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_INPUT, f"deconfetti: error: {message} (see {self.prog} --help)\n")
+
+
+def _count(minimum: int):
+    """An argparse type: an integer of at least ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is less than {minimum}")
+        return value
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="deconfetti", description="Find confetti in CASA tclean products.",
         epilog="Exit codes: 0 ran; 1 internal error; 2 bad input; "
                "3 confetti found (with --fail-on-confetti).")
@@ -59,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Write a self-contained report.html into a folder "
                                         "written by 'deconfetti scan'.")
     report.add_argument("scandir", help="the scan's output folder")
-    report.add_argument("--top", type=int, default=25, metavar="N",
+    report.add_argument("--top", type=_count(0), default=25, metavar="N",
                         help="candidates with figures (default 25)")
     report.add_argument("--overwrite", action="store_true", help="replace report.html")
     _add_verbosity(report)
@@ -97,13 +117,13 @@ def _add_scan_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="STAGE.KEY=VALUE",
                         help="override one parameter; may be repeated")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    parser.add_argument("--figures", type=int, default=10, metavar="N",
+    parser.add_argument("--figures", type=_count(0), default=10, metavar="N",
                         help="write the figures of the N highest-scoring candidates into "
                              "OUT/figures/ (default 10; 0 for none)")
     parser.add_argument("--report", action="store_true", help="also write OUT/report.html")
-    parser.add_argument("--top", type=int, default=25, metavar="N",
+    parser.add_argument("--top", type=_count(0), default=25, metavar="N",
                         help="candidates with figures in the report (default 25)")
-    parser.add_argument("--workers", type=int, metavar="N",
+    parser.add_argument("--workers", type=_count(1), metavar="N",
                         help="blocks processed at once, in threads (stream.workers; default: "
                              "one per CPU core)")
     parser.add_argument("--scheduler", metavar="ADDRESS",
@@ -186,15 +206,24 @@ def _scan(args: argparse.Namespace) -> int:
 def _scan_one(products, outdir: Path, config, args: argparse.Namespace, client):
     """Scan one product set into ``outdir`` with every output the options ask for."""
     from .checkpoint import BlockStore
-    from .outputs import (CHECKPOINT_DIR, check_output_dir, lock_output_dir, write_figures,
-                          write_outputs, write_report)
+    from .files import remove_temporaries
+    from .outputs import (CHECKPOINT_DIR, FIGURES_DIR, check_output_dir, lock_output_dir,
+                          write_figures, write_outputs, write_report)
     from .report import evidence_pngs
     from .scan import scan
 
     created = not outdir.exists()
     try:
-        check_output_dir(outdir, overwrite=args.overwrite)
-        with lock_output_dir(outdir):
+        check_output_dir(outdir, overwrite=args.overwrite, inputs=products.paths.values())
+    except InputError:
+        if created:
+            with contextlib.suppress(OSError):
+                outdir.rmdir()  # only if still empty: another run may be starting there
+        raise
+    with lock_output_dir(outdir):
+        try:
+            for folder in (outdir, outdir / FIGURES_DIR):
+                remove_temporaries(folder)  # left by a killed run
             store = BlockStore(outdir / CHECKPOINT_DIR, products, config.to_dict(),
                                resume=args.resume)
             with _progress(args, products.name) as progress:
@@ -208,10 +237,10 @@ def _scan_one(products, outdir: Path, config, args: argparse.Namespace, client):
             if args.report:
                 paths["report"] = write_report(result, outdir, top=args.top, pngs=pngs)
             store.remove()
-    except InputError:
-        if created:  # leave nothing behind where nothing was before
-            shutil.rmtree(outdir, ignore_errors=True)
-        raise
+        except InputError:
+            if created:  # leave nothing behind where nothing was before (the lock is ours)
+                shutil.rmtree(outdir, ignore_errors=True)
+            raise
     return result, paths
 
 
@@ -301,29 +330,40 @@ def _report_command(args: argparse.Namespace) -> int:
 
 
 def _repair_command(args: argparse.Namespace) -> int:
-    from .outputs import OUTPUT_NAMES, default_output_dir, read_scan, write_repair_log
+    from .files import check_outputs_apart, lock_output_dir
+    from .outputs import (OUTPUT_NAMES, REPAIR_LOG_NAME, default_output_dir, read_scan,
+                          write_repair_log)
     from .products import open_products
     from .repaired import write_repaired
 
     overrides = parse_overrides(args.set)
     source = Path(args.source)
+    outdir = Path(args.out) if args.out else None
     if (source / OUTPUT_NAMES["summary"]).exists():
         scandir, result = source, read_scan(source)
         config = (load_config(args.config, overrides) if args.config
                   else result.config.replace(overrides))
+        check_outputs_apart([p for p in (outdir, scandir / REPAIR_LOG_NAME) if p],
+                            result.products.paths.values())
     else:
         config = load_config(args.config, overrides)
         products = open_products(source)
         scandir = default_output_dir(products.name)
+        if outdir is not None:
+            check_outputs_apart([outdir], products.paths.values())
         scan_args = argparse.Namespace(overwrite=args.overwrite, resume=False, figures=0,
                                        report=False, top=0, quiet=args.quiet)
         result, _ = _scan_one(products, scandir, config, scan_args, None)
-    outdir = Path(args.out) if args.out else None
     if outdir is not None:
-        outdir.mkdir(parents=True, exist_ok=True)
-    log, paths = write_repaired(result, outdir=outdir, overwrite=args.overwrite,
-                                startmodel=args.startmodel, config=config)
-    log_path = write_repair_log(log, scandir)
+        try:
+            outdir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"{outdir}: cannot create the output folder "
+                             f"({exc.strerror or exc})") from None
+    with lock_output_dir(scandir):  # one repair of a scan at a time
+        log, paths = write_repaired(result, outdir=outdir, overwrite=args.overwrite,
+                                    startmodel=args.startmodel, config=config)
+        log_path = write_repair_log(log, scandir)
     if not args.quiet:
         removed = int(sum(log["status"] == "removed")) if len(log) else 0
         print(f"deconfetti: {result.products.name}: {removed} of {len(log)} confetti removed; "
@@ -360,6 +400,8 @@ def _setup_logging(args: argparse.Namespace) -> None:
     level = logging.INFO if args.verbose else (logging.ERROR if args.quiet else logging.WARNING)
     logging.basicConfig(level=level, format="deconfetti: %(message)s", stream=sys.stderr)
     warnings.simplefilter("default", DeconfettiWarning)
+    if not args.debug:  # numpy's notes on all-NaN pixels are handled, not news to a user
+        warnings.simplefilter("ignore", RuntimeWarning)
 
     def show(message, category, filename, lineno, file=None, line=None):
         if issubclass(category, DeconfettiWarning):

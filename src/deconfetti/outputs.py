@@ -8,13 +8,10 @@ Fixed names: ``candidates.ecsv``, ``summary.json``, ``confetti.reg`` (DS9),
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
-import os
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterable
 
 import numpy as np
 from astropy.io import fits
@@ -22,6 +19,7 @@ from astropy.table import Table
 
 from .config import Config
 from .errors import InputError
+from .files import LOCK_NAME, atomic_write, check_outputs_apart, lock_output_dir
 from .products import open_products
 from .regions import candidate_regions
 from .report import render
@@ -41,7 +39,6 @@ REPAIR_LOG_NAME = "repair.ecsv"
 FIGURES_DIR = "figures"
 #: finished blocks of an unfinished scan (removed when the scan completes)
 CHECKPOINT_DIR = ".deconfetti-checkpoint"
-LOCK_NAME = ".deconfetti.lock"
 
 
 def default_output_dir(products_name: str) -> Path:
@@ -49,9 +46,14 @@ def default_output_dir(products_name: str) -> Path:
     return Path(f"{products_name}.deconfetti")
 
 
-def check_output_dir(outdir: Path, *, overwrite: bool = False) -> None:
-    """Fail before any work if outputs exist (without ``overwrite``) or cannot be written."""
+def check_output_dir(outdir: Path, *, overwrite: bool = False,
+                     inputs: Iterable[str | Path] = ()) -> None:
+    """Fail before any work if the folder or one of its outputs is an input or lies inside
+    one, if outputs exist (without ``overwrite``) or if the folder cannot be written."""
     outdir = Path(outdir)
+    names = (*OUTPUT_NAMES.values(), REPORT_NAME, REPAIR_LOG_NAME, FIGURES_DIR,
+             CHECKPOINT_DIR, LOCK_NAME)
+    check_outputs_apart([outdir, *(outdir / name for name in names)], inputs)
     if outdir.exists() and not outdir.is_dir():
         raise InputError(f"{outdir}: output path exists and is not a directory")
     present = [name for name in (*OUTPUT_NAMES.values(), REPORT_NAME) if (outdir / name).exists()]
@@ -65,55 +67,6 @@ def check_output_dir(outdir: Path, *, overwrite: bool = False) -> None:
     except OSError as exc:
         raise InputError(f"{outdir}: output directory is not writable "
                          f"({exc.strerror or exc})") from None
-
-
-@contextlib.contextmanager
-def lock_output_dir(outdir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``outdir`` (one writer at a time); refuse if held."""
-    path = Path(outdir) / LOCK_NAME
-    try:
-        handle = open(path, "a+")
-    except OSError as exc:
-        raise InputError(f"{outdir}: cannot create the lock file ({exc.strerror})") from None
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise InputError(f"{outdir}: another deconfetti is writing here; wait for it or "
-                             "choose another --out") from None
-        yield
-    finally:
-        path.unlink(missing_ok=True)
-        handle.close()
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(temporary_path)`` then rename it to ``path``; no half file is left.
-
-    Raises `InputError` naming ``path`` when the folder cannot be written (permissions,
-    full disk).
-    """
-    path = Path(path)
-    try:
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
-                                             suffix=".part")
-    except OSError as exc:
-        raise InputError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    os.close(handle)
-    temporary = Path(temporary)
-    try:
-        write(temporary)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, path)
-    except OSError as exc:
-        temporary.unlink(missing_ok=True)
-        raise InputError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def write_outputs(result: ScanResult, outdir: Path, *, overwrite: bool = False) -> dict[str, Path]:

@@ -9,7 +9,9 @@ Data are read lazily, a channel block at a time.
 
 from __future__ import annotations
 
+import errno
 import math
+import os
 import re
 import threading
 import warnings
@@ -33,7 +35,10 @@ REQUIRED = ("image", "model", "residual")
 HALO_CACHE = 2
 _SUFFIX = re.compile(r"^(?P<prefix>.+)\.(?P<kind>image|model|residual|psf|pb|mask)"
                      r"(?P<tt>\.tt0)?(?P<ext>\.fits?)?$", re.IGNORECASE)
-_RAD_TO_DEG = 180.0 / math.pi
+#: most a tclean psf may differ from 1 at the image centre
+PSF_PEAK_TOLERANCE = 0.01
+#: fewest restoring-beam FWHM across the image
+MIN_BEAMS_ACROSS = 2.0
 
 
 class Product:
@@ -64,13 +69,19 @@ class Product:
         self.object_name = ""
         self._lock = threading.Lock()  # one read at a time per product (casacore, astropy)
         self._tail: tuple[int, np.ndarray] | None = None  # last planes of the last read
-        if path.is_dir():
-            self._open_casa()
-        else:
-            self._open_fits()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # astropy's notes on OBSGEO/MJD fixes
-            self.wcs = WCS(self.header)
+        self._tabular: np.ndarray | None = None  # channel frequencies of a tabular axis, Hz
+        try:
+            if path.is_dir():
+                self._open_casa()
+            else:
+                self._open_fits()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # astropy's notes on OBSGEO/MJD fixes
+                self.wcs = WCS(self.header)
+        except InputError:
+            raise
+        except (fits.VerifyError, KeyError, TypeError, ValueError, ArithmeticError) as exc:
+            raise InputError(f"{path}: malformed header ({_first_line(exc)})") from None
 
     # -- CASA image directories (python-casacore) ------------------------------------
     def _open_casa(self) -> None:
@@ -101,6 +112,8 @@ class Product:
         self.shape = (nchan, shape[y_axis], shape[x_axis])
         self.header = _casa_header(coords[direction_key],
                                    coords[spectral[0]] if spectral else None)
+        if spectral:
+            self._tabular = _casa_tabular(coords[spectral[0]], nchan, self.path)
         self.beams = _casa_beams(info.get("restoringbeam") or info.get("perplanebeams"),
                                  nchan, self.path)
         self.object_name = str(info.get("objectname", ""))
@@ -135,9 +148,18 @@ class Product:
         hdus = [h for h in self._hdul if h.is_image and h.header.get("NAXIS", 0) >= 2]
         if not hdus:
             raise InputError(f"{self.path}: FITS file holds no image data")
+        if len(hdus) > 1:
+            where = ", ".join(str(self._hdul.index(h)) for h in hdus)
+            raise InputError(f"{self.path}: FITS file holds {len(hdus)} images (HDUs {where}); "
+                             "give each product as a file of its own")
         self._hdu = hdus[0]
         header = self._hdu.header
         for i in range(1, header["NAXIS"] + 1):
+            for key in (f"CDELT{i}", f"CRVAL{i}", f"CRPIX{i}"):
+                value = header.get(key, 1.0)
+                if not isinstance(value, (int, float)) or isinstance(value, bool) \
+                        or not math.isfinite(value):
+                    raise InputError(f"{self.path}: {key} = {value!r} is not a finite number")
             if header.get(f"CDELT{i}", 1.0) == 0 and header.get(f"NAXIS{i}", 1) > 1:
                 raise InputError(f"{self.path}: axis {header.get(f'CTYPE{i}', i)} has "
                                  f"CDELT{i} = 0 (the axis is not monotonic)")
@@ -246,6 +268,25 @@ class Product:
         self._tail = (stop - keep, data[len(data) - keep:].copy())
         return data
 
+    @property
+    def frequency(self) -> np.ndarray:
+        """Frequency of every channel, Hz, shape ``(nchan,)``; NaN when unknown.
+
+        A velocity axis is converted with the rest frequency and Doppler convention the
+        product records; a tabular (non-linear) CASA axis gives its tabulated values.
+        """
+        if self._tabular is not None:
+            return self._tabular.copy()
+        if not self.wcs.has_spectral:
+            return np.full(self.shape[0], np.nan)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            world = self.wcs.spectral.pixel_to_world(np.arange(self.shape[0], dtype=float))
+            try:
+                return np.asarray(world.to_value(u.Hz), dtype=float)
+            except (u.UnitsError, ValueError, AttributeError):
+                return np.full(self.shape[0], np.nan)
+
     def __repr__(self) -> str:
         return f"Product({self.kind!r}, '{self.path}', shape={self.shape})"
 
@@ -292,21 +333,9 @@ class Products:
 
     @property
     def frequency(self) -> np.ndarray:
-        """Frequency of every channel, Hz, shape ``(nchan,)``; NaN when unknown.
-
-        A velocity axis is converted with the rest frequency and Doppler convention
-        the product records.
-        """
-        wcs = self.wcs
-        if not wcs.has_spectral:
-            return np.full(self.nchan, np.nan)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            world = wcs.spectral.pixel_to_world(np.arange(self.nchan, dtype=float))
-            try:
-                return np.asarray(world.to_value(u.Hz), dtype=float)
-            except (u.UnitsError, ValueError, AttributeError):
-                return np.full(self.nchan, np.nan)
+        """Frequency of every channel of the image, Hz, shape ``(nchan,)``; NaN when
+        unknown (see `Product.frequency`)."""
+        return self.image.frequency
 
     @property
     def rest_frequency(self) -> float | None:
@@ -391,6 +420,7 @@ def open_products(source: "str | Path | Products", *, image: str | Path | None =
         given = explicit[kind]
         if given is not None:
             given = Path(given)
+            _check_link(given)
             if not given.exists():
                 raise InputError(f"{given}: {kind} product not found")
             paths[kind] = given
@@ -404,11 +434,15 @@ def open_products(source: "str | Path | Products", *, image: str | Path | None =
             where = f"{prefix}.{kind}{tt}{ext}" if prefix is not None else kind
             raise InputError(f"{where}: {kind} product not found "
                              f"(give it with --{kind} PATH)")
+    _check_distinct(paths)
     opened = {kind: Product(kind, path) for kind, path in paths.items()}
     _check_consistent(opened)
-    beams = _choose_beams(opened)
-    return Products(name=name, beams=beams,
-                    **{k: opened.get(k) for k in PRODUCT_KINDS})
+    products = Products(name=name, beams=_choose_beams(opened),
+                        **{k: opened.get(k) for k in PRODUCT_KINDS})
+    _check_size(products)
+    if products.psf is not None:
+        _check_psf(products.psf)
+    return products
 
 
 def find_images(sources: list[str | Path]) -> list[Path]:
@@ -425,6 +459,7 @@ def find_images(sources: list[str | Path]) -> list[Path]:
     found: list[Path] = []
     for source in sources:
         path = Path(source)
+        _check_link(path)
         if path.is_dir() and _kind_of(path) is None:
             for pattern in patterns:
                 found += [p for p in path.rglob(pattern) if ".deconfetti" not in p.parts[-2]]
@@ -451,11 +486,14 @@ def _kind_of(path: Path) -> str | None:
 def _split_name(source: Path) -> tuple[Path | None, str, str]:
     """``NAME.image.tt0.fits`` -> (NAME, '.tt0', '.fits'); a bare prefix -> (prefix, '', '')."""
     match = _SUFFIX.match(source.name)
+    _check_link(source)
     if match and source.exists():
         return source.with_name(match["prefix"]), match["tt"] or "", match["ext"] or ""
     for tt in ("", ".tt0"):
         for ext in ("", ".fits"):
-            if source.with_name(f"{source.name}.image{tt}{ext}").exists():
+            candidate = source.with_name(f"{source.name}.image{tt}{ext}")
+            _check_link(candidate)
+            if candidate.exists():
                 return source, tt, ext
     return None, "", ""
 
@@ -464,9 +502,35 @@ def _find_sibling(prefix: Path, kind: str, tt: str, ext: str) -> Path | None:
     order = [(tt, ext)] + [(t, e) for t in ("", ".tt0") for e in ("", ".fits") if (t, e) != (tt, ext)]
     for t, e in order:
         candidate = prefix.with_name(f"{prefix.name}.{kind}{t}{e}")
+        _check_link(candidate)
         if candidate.exists():
             return candidate
     return None
+
+
+def _check_link(path: Path) -> None:
+    """Refuse a symbolic link that leads nowhere (missing target or a loop); a link to a
+    product is read like the product."""
+    if not path.is_symlink():
+        return
+    try:
+        path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InputError(f"{path}: symbolic link loop") from None
+        raise InputError(f"{path}: symbolic link to a missing file "
+                         f"({os.readlink(path)})") from None
+
+
+def _check_distinct(paths: dict[str, Path]) -> None:
+    """One file, one role: the same product given as two kinds is refused."""
+    seen: dict[Path, str] = {}
+    for kind, path in paths.items():
+        key = path.resolve()
+        if key in seen:
+            raise InputError(f"{path}: given as both the {seen[key]} and the {kind}; each "
+                             "product must be a different file")
+        seen[key] = kind
 
 
 def _check_stored(path: Path, shape: list[int] | tuple[int, ...], stored: int,
@@ -501,12 +565,29 @@ def _check_consistent(opened: dict[str, Product]) -> None:
         if kind in ("model", "residual") and not _same_celestial(product.header, image.header):
             raise InputError(f"{product.path}: coordinates differ from the image's "
                              f"({image.path})")
+    for kind, expected in (("image", "Jy/beam"), ("model", "Jy/pixel")):
+        # tclean writes both units; it leaves the residual's (and the psf's, pb's) empty
+        if not opened[kind].unit.strip():
+            raise InputError(f"{opened[kind].path}: no brightness unit (BUNIT); expected "
+                             f"{expected} for the tclean {kind}")
     for kind in ("image", "residual"):
         unit = opened[kind].unit.replace(" ", "").lower()
         if unit and not unit.endswith("/beam"):
             raise InputError(f"{opened[kind].path}: brightness unit is '{opened[kind].unit}', "
                              "expected Jy/beam (is this the tclean image/residual?)")
     _check_spectral(image)
+    frequency = image.frequency
+    width = np.min(np.abs(np.diff(frequency))) if len(frequency) > 1 else np.nan
+    for kind, product in opened.items():
+        other = product.frequency
+        if kind == "image" or len(other) < 2 or not np.all(np.isfinite(other)) \
+                or not np.all(np.isfinite(frequency)):
+            continue
+        worst = int(np.argmax(np.abs(other - frequency)))
+        if abs(other[worst] - frequency[worst]) > 0.01 * width:
+            raise InputError(f"{product.path}: channel {worst} is at "
+                             f"{other[worst] / 1e9:.6f} GHz, the image's at "
+                             f"{frequency[worst] / 1e9:.6f} GHz (spectral axes differ)")
     model_unit = opened["model"].unit.replace(" ", "").lower()
     if "beam" in model_unit:
         warnings.warn(f"{opened['model'].path}: model unit is '{opened['model'].unit}', "
@@ -515,16 +596,50 @@ def _check_consistent(opened: dict[str, Product]) -> None:
 
 
 def _check_spectral(image: Product) -> None:
-    if image.shape[0] < 2 or not image.wcs.has_spectral:
+    if image.shape[0] < 2 or not (image.wcs.has_spectral or image._tabular is not None):
         return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        values = np.asarray(image.wcs.spectral.pixel_to_world_values(
-            np.arange(image.shape[0], dtype=float)), dtype=float)
+    values = image.frequency
+    if image._tabular is None and not np.all(np.isfinite(values)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            values = np.asarray(image.wcs.spectral.pixel_to_world_values(
+                np.arange(image.shape[0], dtype=float)), dtype=float)
     steps = np.diff(values)
     if not (np.all(steps > 0) or np.all(steps < 0)):
         raise InputError(f"{image.path}: spectral axis is not monotonic "
                          "(channel increment zero or changing sign)")
+
+
+def _check_size(products: Products) -> None:
+    """The pixel grid must be regular and hold at least `MIN_BEAMS_ACROSS` beams."""
+    scale = products.pixel_scale
+    if not (math.isfinite(scale) and scale > 0):
+        raise InputError(f"{products.image.path}: celestial pixel size is {scale} arcsec "
+                         "(CDELT zero or not finite)")
+    beam = float(np.max(products.beam_pixels[:, 0]))
+    ny, nx = products.shape[1:]
+    if min(ny, nx) < MIN_BEAMS_ACROSS * beam:
+        raise InputError(f"{products.image.path}: image of {nx} x {ny} pixels is smaller than "
+                         f"{MIN_BEAMS_ACROSS:g} restoring beams ({beam:.1f} pixels FWHM)")
+
+
+def _check_psf(psf: Product) -> None:
+    """A tclean psf is 1 at the image centre (pixel ny // 2, nx // 2) and peaks there, in
+    every channel that has data; anything else is another image or another grid."""
+    nchan, ny, nx = psf.shape
+    cy, cx = ny // 2, nx // 2
+    core = psf.read(0, nchan, (slice(cy - 2, cy + 3), slice(cx - 2, cx + 3)))
+    iy, ix = min(cy, 2), min(cx, 2)  # the centre within the (edge-clipped) window
+    for chan, plane in enumerate(core):
+        if not np.any(np.isfinite(plane) & (plane != 0)):
+            continue  # a flagged channel: no psf, no data
+        centre = float(plane[iy, ix])
+        if np.nanmax(plane) > centre + PSF_PEAK_TOLERANCE:
+            raise InputError(f"{psf.path}: psf peak is not at the image centre (x={cx}, "
+                             f"y={cy}) in channel {chan}; is this the psf of these products?")
+        if not abs(centre - 1.0) <= PSF_PEAK_TOLERANCE:
+            raise InputError(f"{psf.path}: psf is {centre:.4g} at the image centre in channel "
+                             f"{chan}, expected 1 (a tclean psf peaks at 1)")
 
 
 def _same_celestial(a: fits.Header, b: fits.Header) -> bool:
@@ -582,7 +697,9 @@ def _casa_header(direction: dict, spectral: dict | None) -> fits.Header:
     elif system == "B1950":
         header["RADESYS"], header["EQUINOX"] = "FK4", 1950.0
     if spectral is not None:
-        wcs = spectral.get("wcs", {})
+        wcs = spectral.get("wcs") or {  # a tabular axis: its linear approximation
+            key: float(np.ravel(spectral.get("tabular", {}).get(key, [default]))[0])
+            for key, default in (("crval", 0.0), ("cdelt", 1.0), ("crpix", 0.0))}
         header["CTYPE3"] = "FREQ"
         header["CRVAL3"] = float(wcs.get("crval", 0.0))
         header["CDELT3"] = float(wcs.get("cdelt", 1.0))
@@ -595,6 +712,27 @@ def _casa_header(direction: dict, spectral: dict | None) -> fits.Header:
         if rest > 0:
             header["RESTFRQ"] = rest
     return header
+
+
+def _casa_tabular(spectral: dict, nchan: int, path: Path) -> np.ndarray | None:
+    """Channel frequencies (Hz) of a tabular CASA spectral axis that is not linear, else
+    None (the linear WCS describes the axis)."""
+    table = spectral.get("tabular")
+    if not isinstance(table, dict):
+        return None
+    pixels = np.asarray(table.get("pixelvalues", []), dtype=float)
+    world = np.asarray(table.get("worldvalues", []), dtype=float)
+    if len(pixels) < 2 or len(pixels) != len(world) or nchan < 3:
+        return None
+    try:
+        world = world * u.Unit(str(spectral.get("unit", "Hz"))).to(u.Hz)
+    except ValueError:
+        raise InputError(f"{path}: spectral axis unit '{spectral.get('unit')}' is not a "
+                         "frequency") from None
+    frequency = np.interp(np.arange(nchan, dtype=float), pixels, world)
+    linear = np.linspace(frequency[0], frequency[-1], nchan)
+    step = abs(frequency[-1] - frequency[0]) / (nchan - 1)
+    return None if np.allclose(frequency, linear, rtol=0, atol=1e-3 * step) else frequency
 
 
 def _casa_beams(record: dict | None, nchan: int, path: Path) -> list[Beam] | None:
@@ -634,6 +772,7 @@ def _fits_beams(hdul: fits.HDUList, header: fits.Header, nchan: int,
     table = next((h for h in hdul if isinstance(h, fits.BinTableHDU)
                   and str(h.header.get("EXTNAME", "")).upper() == "BEAMS"), None)
     if table is not None:
+        _check_beam_table(table, path)
         try:
             beams = Beams.from_fits_bintable(table)
         except Exception as exc:  # radio-beam raises several kinds for malformed tables
@@ -646,6 +785,24 @@ def _fits_beams(hdul: fits.HDUList, header: fits.Header, nchan: int,
                      float(header.get("BPA", 0.0)) * u.deg, path)
         return [beam] * nchan
     return None
+
+
+def _check_beam_table(table: fits.BinTableHDU, path: Path) -> None:
+    """Name the first channel of a BEAMS table whose beam is zero, not finite or has its
+    minor axis above its major."""
+    names = [n.upper() for n in table.columns.names]
+    if not {"BMAJ", "BMIN"} <= set(names):
+        raise InputError(f"{path}: BEAMS table lacks the BMAJ and BMIN columns")
+    major = np.asarray(table.data["BMAJ"], dtype=float)
+    minor = np.asarray(table.data["BMIN"], dtype=float)
+    chans = (np.asarray(table.data["CHAN"]) if "CHAN" in names else np.arange(len(major)))
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.isfinite(major) & np.isfinite(minor) & (major > 0) & (minor > 0)
+                & (minor <= major * (1 + 1e-6)))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise InputError(f"{path}: restoring beam of channel {int(chans[row])} in the BEAMS "
+                         f"table is not usable (major {major[row]}, minor {minor[row]})")
 
 
 def _casa_storage(path: Path, chan_axis: int | None, ndim: int) -> tuple[int, bool]:

@@ -20,6 +20,7 @@ import numpy as np
 from astropy.io import fits
 
 from .errors import InputError
+from .files import check_outputs_apart
 from .products import _SUFFIX, Product, _to_chan_y_x
 
 __all__ = ["repaired_path", "PatchedCopy", "patched_copies", "write_startmodel", "write_repaired"]
@@ -139,11 +140,12 @@ def patched_copies(products, kinds: tuple[str, ...], outdir: Path | None = None,
     """Patched copies of the ``kinds`` of ``products``; all are renamed to their targets
     when the block ends without error, none otherwise."""
     targets = {kind: repaired_path(getattr(products, kind), outdir) for kind in kinds}
+    check_outputs_apart(targets.values(), products.paths.values())
     for kind, target in targets.items():
-        if target.resolve() == getattr(products, kind).path.resolve():
-            raise InputError(f"{target}: would overwrite an input product")
         if target.exists() and not overwrite:
             raise InputError(f"{target}: exists; use --overwrite to replace it")
+        for leftover in target.parent.glob(f".{target.name}.*.part"):
+            _remove(leftover)  # a temporary copy of a killed repair
     copies: dict[str, PatchedCopy] = {}
     try:
         for kind, target in targets.items():

@@ -153,6 +153,14 @@ def scan(products: "Products | str", *, config: Config | None = None,
     columns = {name: np.concatenate([p[name] for p in parts]) for name in _MEASURED}
     negatives = {name: np.concatenate([p[name] for p in negative_parts]) for name in _NEGATIVE}
     bad = np.flatnonzero(~np.isfinite(rms))
+    if bad.size == nchan:
+        if not np.isfinite(peak).any():
+            raise InputError(f"{products.image.path}: no valid pixel in any channel "
+                             "(all NaN or masked)")
+        where = (f" or {products.pb.path} below find.pb_min = {config.find.pb_min}"
+                 if products.pb is not None else "")
+        raise InputError(f"{products.residual.path}: the noise cannot be measured in any "
+                         f"channel (too few valid pixels: NaN, masked{where})")
     if bad.size:
         warnings.warn(f"{products.name}: {bad.size} channel(s) have no valid pixels and were "
                       f"skipped (first: {bad[0]})", DeconfettiWarning, stacklevel=2)
