@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test browser clean
+.PHONY: demo test browser clean tclean-runs
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -31,6 +31,15 @@ browser:
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
+
+# natural tclean runs for development (benchmarks/make_tclean_runs.py): CASA in its own venv
+.casa-venv/.installed:
+	$(PYTHON) -m venv .casa-venv
+	.casa-venv/bin/python -m pip install --quiet casatools casatasks casadata six numpy scipy astropy matplotlib
+	touch $@
+
+tclean-runs: .casa-venv/.installed
+	.casa-venv/bin/python benchmarks/make_tclean_runs.py --out tclean-runs
 
 clean:
 	rm -rf $(VENV) demo-output build src/*.egg-info

@@ -1,44 +1,69 @@
 import numpy as np
 import pytest
 
+from deconfetti.candidates import false_alarm
 from deconfetti.classify import CLASSES, classify
-from deconfetti.config import ClassifyConfig, FindConfig
+from deconfetti.config import ClassifyConfig
 
 CASES = [
-    # spike, dirty, score, reliability, found_by -> class
-    (9.0, 0.5, 8.5, 0.2, "spike+model", "confetti"),   # image only: confetti
-    (4.4, -2.0, 4.4, np.nan, "model", "confetti"),     # faint in the image, none in the data
-    (12.0, 11.8, 0.2, 1.0, "spike+model", "real"),     # the data demand it
-    (6.0, 5.9, 0.1, 0.95, "spike", "real"),
-    (6.0, 5.9, 0.1, 0.3, "spike", "uncertain"),        # as many negative spikes: noise-like
-    (1.0, 0.9, 0.3, np.nan, "model", "benign"),        # model confetti, no false source
-    (30.0, 29.8, 0.1, np.nan, "model", "benign"),      # continuum point source (one plane)
-    (5.4, 3.9, 1.5, 1.0, "spike", "uncertain"),        # too faint to tell
-    (7.0, 4.0, 3.0, 1.0, "spike", "uncertain"),
-    (7.0, np.nan, np.nan, 1.0, "spike", "uncertain"),  # no psf
-    (1.0, np.nan, np.nan, np.nan, "model", "benign"),  # no psf, no image spike
+    # spike, image, dirty, score, false alarms, reliability, found_by, diverged -> class
+    (9.0, 9.5, 0.5, 8.5, 1e-6, 0.2, "spike+model", False, "confetti"),  # image only
+    (4.4, 5.0, -2.0, 4.4, 1e-4, np.nan, "model", False, "confetti"),  # faint, none in the data
+    (9.0, 9.5, 0.5, 8.5, 3.0, 0.2, "spike+model", False, "uncertain"),  # the channel's own
+    (9.0, 9.5, 0.5, 8.5, 1e-6, 0.2, "spike+model", True, "diverged"),  # a failed channel
+    (20.0, -6.0, -10.0, 18.0, 1e-9, np.nan, "model", False, "benign"),  # image negative there
+    (2.0, 1.0, -10.0, 18.0, 1e-9, np.nan, "model", False, "benign"),  # no image spike
+    (12.0, 12.5, 11.8, 0.2, 1.0, 1.0, "spike+model", False, "real"),  # the data demand it
+    (6.0, 6.0, 5.9, 0.1, 1.0, 0.95, "spike", False, "real"),
+    (6.0, 6.0, 5.9, 0.1, 1.0, 0.3, "spike", False, "noise"),  # as many negative spikes
+    (1.0, 3.0, 0.9, 0.3, 1.0, np.nan, "model", False, "benign"),  # no false source
+    (30.0, 30.0, 29.8, 0.1, 1.0, np.nan, "model", False, "benign"),  # continuum point source
+    (25.5, 25.5, 15.3, 9.7, 1e-9, np.nan, "model", False, "benign"),  # the data hold 60 %
+    (5.4, 5.0, 3.9, 1.5, 1.0, 1.0, "spike", False, "noise"),  # too faint to tell
+    (7.0, 7.0, 4.0, 3.0, 1.0, 1.0, "spike", False, "noise"),
+    (7.0, 7.0, np.nan, np.nan, np.nan, 1.0, "spike", False, "uncertain"),  # no psf
+    (1.0, 1.0, np.nan, np.nan, np.nan, np.nan, "model", False, "benign"),  # no psf
 ]
 
 
-def one(spike, dirty, score, reliability, how, rules=ClassifyConfig()):
-    labels, reasons = classify(np.array([spike]), np.array([dirty]), np.array([score]),
-                               np.array([reliability]), np.array([how]), find=FindConfig(),
-                               classify=rules)
+def one(spike, image, dirty, score, alarms, reliability, how, diverged,
+        rules=ClassifyConfig()):
+    labels, reasons = classify(np.array([spike]), np.array([1.0]), np.array([image]),
+                               np.array([dirty]), np.array([score]), np.array([alarms]),
+                               np.array([reliability]), np.array([how]), np.array([diverged]),
+                               rules=rules)
     return labels[0], reasons[0]
 
 
-@pytest.mark.parametrize("spike, dirty, score, reliability, how, expected", CASES)
-def test_rules(spike, dirty, score, reliability, how, expected):
-    label, reason = one(spike, dirty, score, reliability, how)
-    assert label == expected
-    assert reason
+@pytest.mark.parametrize("spike, image, dirty, score, alarms, reliability, how, diverged, "
+                         "expected", CASES)
+def test_rules(spike, image, dirty, score, alarms, reliability, how, diverged, expected):
+    label, reason = one(spike, image, dirty, score, alarms, reliability, how, diverged)
+    assert label == expected, reason
 
 
-def test_every_class_has_a_colour_and_meaning():
-    assert set(CLASSES) == {"confetti", "benign", "real", "uncertain"}
-    assert all(colour and meaning for colour, meaning in CLASSES.values())
+def test_a_reason_states_what_the_data_hold():
+    label, reason = one(25.5, 25.5, 15.3, 9.7, 1e-9, np.nan, "model", False)
+    assert "the data hold 60% of the image spike" in reason
+
+
+def test_every_class_has_a_distinct_colour():
+    colours = [colour for colour, _ in CLASSES.values()]
+    assert len(set(colours)) == len(colours)
 
 
 def test_thresholds_are_parameters():
-    assert one(9.0, 0.5, 8.5, 1.0, "spike", ClassifyConfig(excess_min=9.0))[0] != "confetti"
-    assert one(6.0, 5.9, 0.1, 0.5, "spike", ClassifyConfig(reliability_min=0.4))[0] == "real"
+    case = (9.0, 9.5, 0.5, 8.5, 1e-3, 1.0, "spike", False)
+    assert one(*case)[0] == "confetti"
+    assert one(*case, rules=ClassifyConfig(excess_min=9.0))[0] != "confetti"
+    assert one(*case, rules=ClassifyConfig(false_alarm_max=1e-4))[0] == "uncertain"
+    assert one(6.0, 6.0, 5.9, 0.1, 1.0, 0.5, "spike", False,
+               ClassifyConfig(reliability_min=0.4))[0] == "real"
+
+
+def test_false_alarm_is_the_gaussian_tail_times_the_beams():
+    # 5 sigma: one-sided tail 2.87e-7
+    np.testing.assert_allclose(false_alarm(np.array([10.0]), np.array([2.0]), 1e4), 2.87e-3,
+                               rtol=1e-2)
+    assert false_alarm(np.array([3.0]), np.array([0.0]), 1e6)[0] == 0.0  # no variation at all
+    assert np.isnan(false_alarm(np.array([np.nan]), np.array([1.0]), 10.0)[0])

@@ -22,6 +22,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 __all__ = ["find_spikes", "find_model_components", "find_candidates", "link_channels",
+           "false_alarm",
            "spike_reliability", "near_any"]
 
 _EIGHT = np.ones((3, 3), dtype=bool)
@@ -169,6 +170,34 @@ def spike_reliability(strength: np.ndarray, negative: np.ndarray) -> np.ndarray:
     n_pos = len(positives) - np.searchsorted(positives, strength, side="left")
     n_neg = len(negatives) - np.searchsorted(negatives, strength, side="left")
     return np.clip(1.0 - n_neg / np.maximum(n_pos, 1), 0.0, 1.0)
+
+
+def false_alarm(score: np.ndarray, null_spread: np.ndarray, beams: float) -> np.ndarray:
+    """Expected number of pixels, one per beam of the cube, whose unsupported excess
+    reaches ``score`` by chance.
+
+    Parameters
+    ----------
+    score, null_spread : ndarray, shape (n,)
+        The unsupported excess and the robust rms of the same statistic at random pixels
+        of the candidate's channel, both in rms.
+    beams : float
+        Independent beams in the cube (pixels over pixels per beam, all channels).
+
+    Returns
+    -------
+    ndarray, shape (n,)
+        ``beams * Q(score / null_spread)``, Q the Gaussian upper tail; 0 where the
+        statistic does not vary at all, NaN where either is NaN.
+    """
+    from scipy.special import ndtr
+
+    score = np.asarray(score, dtype=float)
+    spread = np.asarray(null_spread, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(spread > 0, score / spread, np.where(score > 0, np.inf, -np.inf))
+    out = beams * ndtr(-z)
+    return np.where(np.isfinite(score) & np.isfinite(spread), out, np.nan)
 
 
 def _suppress(points: np.ndarray, radius: float) -> np.ndarray:

@@ -48,7 +48,15 @@ COLUMNS: dict[str, tuple[str, str | None, str]] = {
                                 "components"),
     "score": ("f8", None, "unsupported excess: one-channel contrast of image - dirty at the "
                           "peak minus its median on a ring, in rms; NaN without a psf"),
-    "classification": ("U9", None, "confetti, benign, real or uncertain"),
+    "null_spread": ("f8", None, "robust rms of the same contrast of image - dirty at "
+                                "null_samples random pixels of the channel, in rms: how much "
+                                "sidelobes of emission elsewhere and broken neighbouring "
+                                "channels move the statistic; NaN without a psf"),
+    "false_alarm": ("f8", None, "expected number of pixels in the cube, one per beam, whose "
+                                "unsupported excess reaches score by chance: beams in the cube "
+                                "times the Gaussian tail beyond score / null_spread (below "
+                                "~0.1, the probability of a false alarm); NaN without a psf"),
+    "classification": ("U9", None, "confetti, benign, real, noise, diverged or uncertain"),
     "reason": ("U120", None, "why the candidate got its class"),
     "found_by": ("U11", None, "spike (image spike), model (model component) or spike+model"),
     "pb": ("f8", None, "primary-beam response at the peak pixel; NaN without a pb"),

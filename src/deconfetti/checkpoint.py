@@ -84,13 +84,15 @@ class BlockStore:
         if int(parts.pop("stop")) != block.stop:
             return None
         return BlockResult(
-            rms=parts.pop("rms"), peak=parts.pop("peak", None),
+            rms=parts.pop("rms"), unsupported=parts.pop("unsupported"),
+            peak=parts.pop("peak", None),
             negatives={k[4:]: parts.pop(k) for k in list(parts) if k.startswith("neg_")},
             columns={k[4:]: parts.pop(k) for k in list(parts) if k.startswith("col_")})
 
     def save(self, block: Block, result) -> None:
         """Store ``result`` of ``block`` (atomically)."""
-        arrays = {"stop": np.array(block.stop), "rms": result.rms}
+        arrays = {"stop": np.array(block.stop), "rms": result.rms,
+                  "unsupported": result.unsupported}
         if result.peak is not None:
             arrays["peak"] = result.peak
         arrays.update({f"col_{k}": np.asarray(v) for k, v in result.columns.items()})

@@ -1,26 +1,37 @@
-"""Classes and the rules that assign them: one registry, one function.
+"""Classes and the rules that assign them: one registry, channel verdicts, then one rule per
+candidate.
 
-The rules read, per candidate: ``spike_snr`` (significance of the one-channel image
-spike; in a one-plane product, of the image itself), ``dirty_snr`` (the same spike in the
-dirty image, i.e. in the data), ``score`` (the unsupported excess, in channel rms: what
-the model puts into the image beyond what the data demand; NaN without a psf),
-``reliability`` and ``found_by``.
+Channel verdict (made in the scan): a channel is **diverged** when ``image - dirty`` (what
+its model puts into the image beyond what the data demand) varies over the channel
+``diverged_min`` times more than the dirty image (the data) itself: the image is mostly
+structure of the model's own, a minor cycle that failed there (continued or not). Its
+candidates are reported as ``diverged``, not as point sources.
 
-- confetti: the unsupported excess reaches ``excess_min`` and the data hold at most
-  ``1 - excess_fraction`` of the image spike;
+The candidate rules read ``spike_snr`` (the one-channel image spike; in a one-plane
+product, the image itself), ``image_snr``, ``dirty_snr`` (the same spike in the dirty
+image, i.e. in the data), ``score`` (the unsupported excess in channel rms), its
+``false_alarm`` (measured against the same statistic at random pixels of the channel),
+``reliability`` and ``found_by``:
+
+- confetti: a positive image feature (``image_snr > 0``, the spike at least ``excess_min``
+  rms) whose
+  unsupported excess reaches ``excess_min`` rms, is not explained by the channel's own
+  variation of the statistic (``false_alarm <= false_alarm_max``), and of which the data
+  hold at most ``1 - excess_fraction``;
 - benign: otherwise, a model component with no image spike of its own (in a one-plane
-  product every candidate is a model component: a continuum point source's single
-  model pixel is harmless model confetti);
+  product every candidate is a model component);
 - real: otherwise, the data alone show the spike at ``real_min`` or more and negative
   spikes as strong are rare (``reliability >= reliability_min``);
-- uncertain: the rest (faint, noise-like, or no psf to test against).
+- noise: a faint or noise-like spike with no significant unsupported excess;
+- uncertain: the rest (an excess no stronger than the channel's own variation, or no psf
+  to test against).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .config import ClassifyConfig, FindConfig
+from .config import ClassifyConfig
 
 __all__ = ["CLASSES", "classify"]
 
@@ -29,61 +40,88 @@ CLASSES: dict[str, tuple[str, str]] = {
     "confetti": ("red", "a fake one-channel source: the image shows it, the data do not"),
     "benign": ("green", "model confetti that puts no false source in the image"),
     "real": ("cyan", "demanded by the data: a narrow line, maser or compact source"),
-    "uncertain": ("yellow", "too faint to tell, or no psf to test against the data"),
+    "noise": ("gray", "a noise peak (in the data and the image alike, or too faint)"),
+    "diverged": ("magenta", "in a channel whose whole model departs from the data "
+                            "(a diverged clean)"),
+    "uncertain": ("yellow", "an excess no stronger than the channel's own variation, "
+                            "or no psf to test against the data"),
 }
 
 
-def classify(spike_snr: np.ndarray, dirty_snr: np.ndarray, score: np.ndarray,
-             reliability: np.ndarray, found_by: np.ndarray, *, find: FindConfig,
-             classify: ClassifyConfig) -> tuple[np.ndarray, np.ndarray]:
+def classify(spike_snr: np.ndarray, spike_rms: np.ndarray, image_snr: np.ndarray,
+             dirty_snr: np.ndarray, score: np.ndarray, false_alarm: np.ndarray,
+             reliability: np.ndarray, found_by: np.ndarray, diverged: np.ndarray, *,
+             rules: ClassifyConfig) -> tuple[np.ndarray, np.ndarray]:
     """Class and reason of each candidate.
 
     Parameters
     ----------
     spike_snr, dirty_snr : ndarray, shape (n,)
         In units of the spike noise; ``dirty_snr`` is NaN when there is no psf.
+    spike_rms : ndarray, shape (n,)
+        The spike noise in channel rms.
+    image_snr : ndarray, shape (n,)
+        The image at the candidate, in rms.
     score : ndarray, shape (n,)
         In channel rms; NaN when there is no psf.
+    false_alarm : ndarray, shape (n,)
+        Expected false alarms as strong in the cube; NaN when there is no psf.
     reliability : ndarray, shape (n,)
         Of the image spike (NaN for model components).
     found_by : ndarray of str, shape (n,)
         'spike', 'spike+model' or 'model'.
+    diverged : ndarray of bool, shape (n,)
+        Whether the candidate's channel is diverged.
 
     Returns
     -------
     classification, reason : ndarray of str, shape (n,)
     """
     labels, reasons = [], []
-    for spike, dirty, excess, trust, how in zip(spike_snr, dirty_snr, score, reliability,
-                                                found_by):
-        label, reason = _one(float(spike), float(dirty), float(excess), float(trust), str(how),
-                             find, classify)
+    for values in zip(spike_snr, spike_rms, image_snr, dirty_snr, score, false_alarm,
+                      reliability, found_by, diverged):
+        label, reason = _one(*(float(v) for v in values[:7]), str(values[7]),
+                             bool(values[8]), rules)
         labels.append(label)
         reasons.append(reason)
     return np.array(labels, dtype=str), np.array(reasons, dtype=str)
 
 
-def _one(spike: float, dirty: float, excess: float, trust: float, how: str,
-         find: FindConfig, rules: ClassifyConfig) -> tuple[str, str]:
+def _one(spike: float, spike_unit: float, image: float, dirty: float, excess: float,
+         alarms: float, trust: float, how: str, diverged: bool,
+         rules: ClassifyConfig) -> tuple[str, str]:
     from_model = how == "model"  # a model component with no image spike of its own
+    if diverged:
+        return "diverged", (f"the channel's model departs from the data everywhere (a "
+                            f"diverged clean); here unsupported {excess:.1f} rms")
     if not np.isfinite(excess):
         if from_model:
             return "benign", (f"bright model component; image {spike:.1f} sigma there; "
                               "no psf to test it against the data")
         return "uncertain", f"{spike:.1f} sigma image spike; no psf to test it against the data"
-    if excess >= rules.excess_min and dirty <= (1 - rules.excess_fraction) * spike:
+    held = dirty / spike if spike > 0 else np.inf
+    feature = image > 0 and spike * spike_unit >= rules.excess_min
+    significant = alarms <= rules.false_alarm_max
+    if excess >= rules.excess_min and feature and significant and held <= 1 - rules.excess_fraction:
         return "confetti", (f"{excess:.1f} rms of the image is not in the data "
-                            f"(image spike S/N {spike:.1f}, in the data {dirty:.1f})")
+                            f"(image spike {spike:.1f}, in the data {dirty:.1f}; "
+                            f"false alarms {alarms:.2g})")
+    if excess >= rules.excess_min and feature and not significant:
+        return "uncertain", (f"unsupported {excess:.1f} rms, but the channel's image - dirty "
+                             f"varies as much elsewhere (false alarms {alarms:.2g})")
     if from_model:
-        return "benign", (f"bright model component, no false source: the data hold what "
-                          f"the image shows (image {spike:.1f}, dirty {dirty:.1f}, "
-                          f"unsupported {excess:.1f} sigma)")
-    supported = dirty >= rules.real_min and dirty >= (1 - rules.excess_fraction) * spike
+        if not feature:
+            return "benign", (f"bright model component, no false source: no image spike "
+                              f"(image {image:.1f} rms, spike {spike:.1f})")
+        return "benign", (f"bright model component; the data hold {held:.0%} of the image "
+                          f"spike (image {spike:.1f}, dirty {dirty:.1f}, unsupported "
+                          f"{excess:.1f} rms)")
+    supported = dirty >= rules.real_min and held >= 1 - rules.excess_fraction
     if supported and trust >= rules.reliability_min:
         return "real", (f"the data show it: dirty {dirty:.1f} sigma for an image spike of "
                         f"{spike:.1f} sigma (unsupported {excess:.1f}, reliability {trust:.2f})")
     if supported:
-        return "uncertain", (f"in the data (dirty {dirty:.1f} sigma) but noise-like: "
-                             f"reliability {trust:.2f} against negative spikes as strong")
-    return "uncertain", (f"too faint to tell: image spike {spike:.1f}, dirty {dirty:.1f}, "
-                         f"unsupported {excess:.1f} sigma")
+        return "noise", (f"in the data (dirty {dirty:.1f} sigma) but noise-like: "
+                         f"reliability {trust:.2f} against negative spikes as strong")
+    return "noise", (f"a noise peak: image spike {spike:.1f}, dirty {dirty:.1f}, "
+                     f"unsupported {excess:.1f} rms, reliability {trust:.2f}")

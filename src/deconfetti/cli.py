@@ -386,6 +386,10 @@ def _summary_text(result, outdir: Path, paths: dict) -> str:
     lines = [f"deconfetti: {result.products.name} ({nchan} channel(s) of {nx} x {ny} pixels"
              f"{'' if result.products.psf else '; no psf: data test skipped'})",
              "  " + ", ".join(f"{n} {name}" for name, n in counts.items())]
+    diverged = result.summary.get("diverged_channels") or []
+    if diverged:
+        lines.append(f"  diverged channel(s) {', '.join(map(str, diverged))}: the model departs "
+                     "from the data across the channel; re-clean them")
     confetti = result.candidates[result.candidates["classification"] == "confetti"]
     for row in confetti[:10]:
         lines.append(f"  confetti #{row['id']}: channel {row['channel']} at x={row['x']} "

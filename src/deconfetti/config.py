@@ -61,6 +61,14 @@ class ClassifyConfig:
     ring_beams: float = 1.5
     #: negative model flux is summed within this radius, in restoring-beam FWHM
     bowl_beams: float = 3.0
+    #: pixels per candidate channel at which the data test's statistic is measured where
+    #: nothing is singled out (its null distribution: see null_spread, false_alarm)
+    null_samples: int = 512
+    #: confetti: at most this many false alarms as strong expected in the whole cube
+    false_alarm_max: float = 0.01
+    #: diverged channel: over the channel, image - dirty (what the model adds beyond the
+    #: data) varies this many times more than the dirty image (the data) itself
+    diverged_min: float = 2.0
 
 
 @dataclass(frozen=True)

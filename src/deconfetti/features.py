@@ -196,7 +196,8 @@ def psf_convolve_at(model: np.ndarray, psf: np.ndarray, ys: np.ndarray,
     jy, jx = np.nonzero(np.isfinite(model) & (model != 0))
     values = model[jy, jx].astype(np.float64)
     npix = model.size + kernel.size
-    if ys.size * values.size > 20 * npix * np.log2(max(npix, 2)):
+    # measured: ~10 ns a (point, model pixel) pair; a 1024^2 plane FFT-convolved in 0.15 s
+    if ys.size * values.size > 0.3 * npix * np.log2(max(npix, 2)):
         y0, x0 = ys.min(), xs.min()  # only the box around the pixels wanted
         box = (slice(y0, ys.max() + 1), slice(x0, xs.max() + 1))
         return psf_convolve(model, kernel, box)[ys - y0, xs - x0]

@@ -252,4 +252,4 @@ def _channel_to_axis(axis: np.ndarray):
 
 
 def _dark(colour: str) -> str:
-    return {"yellow": "darkgoldenrod", "cyan": "darkcyan"}.get(colour, colour)
+    return {"yellow": "darkgoldenrod", "cyan": "darkcyan", "gray": "dimgray"}.get(colour, colour)

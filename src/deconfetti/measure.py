@@ -16,15 +16,16 @@ import numpy as np
 
 from .features import disk, psf_convolve_at, ring_offsets
 
-__all__ = ["contrast_at", "measure_candidates", "data_test"]
+__all__ = ["contrast_at", "measure_candidates", "unsupported_at", "data_test", "NullSample",
+           "robust_rms"]
 
 
 def contrast_at(block: np.ndarray, chan: np.ndarray, ys: np.ndarray,
-                xs: np.ndarray) -> np.ndarray:
+                xs: np.ndarray, skip: frozenset = frozenset()) -> np.ndarray:
     """Value at ``(chan, y, x)`` minus the mean of the adjacent channels there.
 
-    ``chan`` indexes ``block`` (which includes the halo); without neighbours the
-    value itself is returned.
+    ``chan`` indexes ``block`` (which includes the halo); adjacent channels in ``skip``
+    (diverged ones) are left out; without neighbours the value itself is returned.
     """
     chan, ys, xs = (np.asarray(a, dtype=np.intp) for a in (chan, ys, xs))
     value = block[chan, ys, xs].astype(np.float64)
@@ -32,7 +33,7 @@ def contrast_at(block: np.ndarray, chan: np.ndarray, ys: np.ndarray,
     count = np.zeros_like(value)
     for step in (-1, 1):
         other = chan + step
-        ok = (other >= 0) & (other < len(block))
+        ok = (other >= 0) & (other < len(block)) & ~np.isin(other, list(skip))
         total[ok] += block[other[ok], ys[ok], xs[ok]]
         count[ok] += 1
     return np.where(count > 0, value - total / np.maximum(count, 1), value)
@@ -41,7 +42,8 @@ def contrast_at(block: np.ndarray, chan: np.ndarray, ys: np.ndarray,
 def measure_candidates(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, *,
                        image: np.ndarray, model: np.ndarray, residual: np.ndarray,
                        rms: np.ndarray, spike_rms: np.ndarray, pixels_per_beam: np.ndarray,
-                       beam_major: np.ndarray, bowl_beams: float) -> dict[str, np.ndarray]:
+                       beam_major: np.ndarray, bowl_beams: float,
+                       skip: frozenset = frozenset()) -> dict[str, np.ndarray]:
     """Image, model and residual measurements of candidates in one block.
 
     Parameters
@@ -57,6 +59,8 @@ def measure_candidates(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, *,
         in pixels.
     bowl_beams : float
         Radius within which negative model flux is summed, beam FWHM.
+    skip : frozenset of int
+        Block channels left out of every channel contrast (diverged ones).
 
     Returns
     -------
@@ -70,7 +74,7 @@ def measure_candidates(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, *,
         "rms": sigma,
         "spike_rms": spike_rms[chan],
         "image_peak": image[chan, ys, xs].astype(np.float64),
-        "spike_snr": contrast_at(image, chan, ys, xs) / spike_rms[chan],
+        "spike_snr": contrast_at(image, chan, ys, xs, skip) / spike_rms[chan],
         "residual_snr": residual[chan, ys, xs] / sigma,
     }
     out["image_snr"] = out["image_peak"] / sigma
@@ -88,8 +92,8 @@ def measure_candidates(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, *,
 
 def data_test(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, image: np.ndarray,
               model: np.ndarray, residual: np.ndarray, psf: Any, rms: np.ndarray,
-              spike_rms: np.ndarray, beam: np.ndarray,
-              ring_beams: float) -> dict[str, np.ndarray]:
+              spike_rms: np.ndarray, beam: np.ndarray, ring_beams: float,
+              skip: frozenset = frozenset()) -> dict[str, np.ndarray]:
     """Compare the restored image with the dirty image at each candidate.
 
     Parameters
@@ -107,6 +111,8 @@ def data_test(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, image: np.nda
         Restoring beam per channel: major and minor FWHM (pixels), PA (deg).
     ring_beams : float
         Radius of the background ring, beam major FWHM.
+    skip : frozenset of int
+        Block channels left out of every channel contrast (diverged ones).
 
     Returns
     -------
@@ -125,7 +131,6 @@ def data_test(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, image: np.nda
     psf with a positive pedestal. Confetti shows the excess in both.
     """
     ny, nx = image.shape[1:]
-    nread = len(image)
     points = []
     for c, y, x in zip(chan, ys, xs):
         ring = ring_offsets(ring_beams * beam[c, 0]) + (y, x)
@@ -136,26 +141,123 @@ def data_test(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, image: np.nda
     py, px = np.concatenate(points).T if points else (np.empty(0, int), np.empty(0, int))
     pc = np.asarray(chan)[owner]
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int)
-    # image - dirty = image - residual - psf (*) model, at every point, in c-1, c, c+1
+    local = _unsupported_contrast(pc, py, px, skip, image=image, model=model,
+                                  residual=residual, psf=psf)
+    centre = local[starts] if len(starts) else np.empty(0)
+    background = np.array([_finite_median(local[s + 1:s + n]) for s, n in zip(starts, sizes)])
+    spike = contrast_at(image, chan, ys, xs, skip)
+    score = np.minimum(centre, centre - background) / rms[chan]
+    return {"dirty_snr": (spike - centre) / spike_rms[chan], "score": score}
+
+
+def unsupported_at(chan: int, ys: np.ndarray, xs: np.ndarray, *, image: np.ndarray,
+                   model: np.ndarray, residual: np.ndarray, psf: Any) -> np.ndarray:
+    """``image - dirty = image - residual - psf (*) model`` at the pixels ``(ys, xs)`` of
+    block channel ``chan``, Jy/beam (arrays as in `data_test`)."""
+    conv = psf_convolve_at(model[chan], psf[int(chan)], ys, xs)
+    return image[chan, ys, xs] - residual[chan, ys, xs] - conv
+
+
+def _unsupported_contrast(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, skip: frozenset,
+                          **planes: Any) -> np.ndarray:
+    """One-channel contrast of ``image - dirty`` at ``(chan, y, x)`` points: its value
+    minus the mean of the adjacent channels' (left out: a side without a channel, or one
+    in ``skip``)."""
+    nread = len(planes["image"])
     unsupported = {}
     for step in (-1, 0, 1):
-        cc = pc + step
+        cc = chan + step
         ok = (cc >= 0) & (cc < nread)
-        values = np.full(len(pc), np.nan)
+        if step:
+            ok &= ~np.isin(cc, list(skip))
+        values = np.full(len(chan), np.nan)
         for c in np.unique(cc[ok]):
             sel = ok & (cc == c)
-            conv = psf_convolve_at(model[c], psf[int(c)], py[sel], px[sel])
-            values[sel] = image[c, py[sel], px[sel]] - residual[c, py[sel], px[sel]] - conv
+            values[sel] = unsupported_at(int(c), ys[sel], xs[sel], **planes)
         unsupported[step] = values
     neighbours = np.array([unsupported[-1], unsupported[1]])
     count = np.isfinite(neighbours).sum(axis=0)
     mean = np.nansum(neighbours, axis=0) / np.maximum(count, 1)  # 0 without neighbours
-    local = unsupported[0] - mean  # one-channel contrast of image - dirty
-    centre = local[starts] if len(starts) else np.empty(0)
-    background = np.array([_finite_median(local[s + 1:s + n]) for s, n in zip(starts, sizes)])
-    spike = contrast_at(image, chan, ys, xs)
-    score = np.minimum(centre, centre - background) / rms[chan]
-    return {"dirty_snr": (spike - centre) / spike_rms[chan], "score": score}
+    return unsupported[0] - mean
+
+
+class NullSample:
+    """Pixels drawn at random from each channel's valid pixels, where nothing is singled
+    out: the data test's statistic evaluated there is its null distribution.
+
+    The draw is seeded by the cube channel (``first + chan``), so it does not depend on
+    how the cube was cut into blocks.
+
+    Parameters
+    ----------
+    image, model, residual, psf
+        As in `data_test`; ``psf`` must hold every channel asked about and, for
+        `contrast_spread`, its neighbours.
+    valid : ndarray of bool, shape (nread, ny, nx)
+        Pixels that may be drawn.
+    samples : int
+        Pixels per channel.
+    first : int
+        Cube channel of the block's first read channel.
+    """
+
+    def __init__(self, *, image: np.ndarray, model: np.ndarray, residual: np.ndarray,
+                 psf: Any, valid: np.ndarray, samples: int, first: int):
+        self._planes = dict(image=image, model=model, residual=residual, psf=psf)
+        self._valid, self._samples, self._first = valid, samples, first
+        self._pixels: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._values: dict[tuple[int, int], np.ndarray] = {}
+
+    def pixels(self, chan: int) -> tuple[np.ndarray, np.ndarray]:
+        """The drawn pixels ``(ys, xs)`` of block channel ``chan``."""
+        if chan not in self._pixels:
+            candidates = np.flatnonzero(self._valid[chan])
+            rng = np.random.default_rng(self._first + chan)
+            pick = np.sort(rng.choice(candidates, min(self._samples, candidates.size),
+                                      replace=False))
+            self._pixels[chan] = np.unravel_index(pick, self._valid.shape[1:])
+        return self._pixels[chan]
+
+    def fraction(self, chan: int) -> float:
+        """Robust rms of ``image - dirty`` over that of the dirty image (the data) in
+        ``chan``: how much of the channel's image the data do not demand (above 1 where
+        the image is mostly the model's own, as after a diverged clean); NaN without
+        valid pixels."""
+        ys, xs = self.pixels(chan)
+        if not len(ys):
+            return float("nan")
+        values = self._unsupported(chan, chan)
+        dirty = robust_rms(self._planes["image"][chan, ys, xs] - values)
+        return robust_rms(values) / dirty if dirty > 0 else float("nan")
+
+    def contrast_spread(self, chan: int, skip: frozenset = frozenset()) -> float:
+        """Robust rms (Jy/beam) of the one-channel contrast of ``image - dirty`` (as at a
+        candidate, the neighbours in ``skip`` left out) at the pixels drawn for ``chan``:
+        how far the data test strays by itself there. Sidelobes of bright emission
+        elsewhere make it large everywhere; a fake source stands out of it."""
+        if not len(self.pixels(chan)[0]):
+            return float("nan")
+        nread = len(self._planes["image"])
+        neighbours = [self._unsupported(n, chan) for n in (chan - 1, chan + 1)
+                      if 0 <= n < nread and n not in skip]
+        contrast = self._unsupported(chan, chan) - (np.mean(neighbours, axis=0)
+                                                    if neighbours else 0.0)
+        return robust_rms(contrast)
+
+    def _unsupported(self, chan: int, at: int) -> np.ndarray:
+        """``image - dirty`` in block channel ``chan`` at the pixels drawn for ``at``."""
+        if (chan, at) not in self._values:
+            ys, xs = self.pixels(at)
+            self._values[chan, at] = unsupported_at(chan, ys, xs, **self._planes)
+        return self._values[chan, at]
+
+
+def robust_rms(values: np.ndarray) -> float:
+    """1.4826 times the median absolute deviation of the finite values (NaN if none)."""
+    values = values[np.isfinite(values)]
+    if not values.size:
+        return float("nan")
+    return float(1.4826 * np.median(np.abs(values - np.median(values))))
 
 
 def _window_reduce(plane: np.ndarray, y: int, x: int, radius: float, reduce) -> float:

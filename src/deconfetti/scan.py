@@ -23,13 +23,14 @@ import numpy as np
 from astropy.table import Table
 
 from . import __version__
-from .candidates import find_candidates, find_spikes, link_channels, near_any, spike_reliability
+from .candidates import (false_alarm, find_candidates, find_spikes, link_channels, near_any,
+                         spike_reliability)
 from .catalog import COLUMNS, empty_catalog, make_catalog
 from .classify import CLASSES, classify
 from .config import Config
 from .errors import DeconfettiWarning, InputError
 from .features import neighbour_max, spectral_contrast, spread_max, zero_nan
-from .measure import data_test, measure_candidates
+from .measure import NullSample, data_test, measure_candidates
 from .noise import channel_rms, highpass_fraction, spike_rms
 from .products import Products, open_products
 from .stream import Block, choose_block_channels, plan_blocks, plan_runs, tune_malloc
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 
 _MEASURED = [name for name in COLUMNS if name not in
              ("id", "ra", "dec", "frequency", "velocity", "classification", "reason",
-              "reliability")]
+              "reliability", "false_alarm")]
 _NEGATIVE = ("channel", "y", "x", "strength")
 
 
@@ -82,6 +83,9 @@ class BlockResult:
 
     #: noise of the core channels, Jy/beam
     rms: np.ndarray
+    #: robust rms of image - dirty over that of the dirty image, per core channel (NaN
+    #: where no candidate channel led to measuring it)
+    unsupported: np.ndarray
     #: the measured catalog columns of the block's candidates
     columns: dict[str, np.ndarray]
     #: negative image spikes: channel, y, x and strength (positive numbers)
@@ -139,11 +143,13 @@ def scan(products: "Products | str", *, config: Config | None = None,
              f"dask client {client}" if client else f"{workers} worker thread(s)")
 
     rms = np.full(nchan, np.nan)
+    unsupported = np.full(nchan, np.nan)
     peak = np.full(products.shape[1:], np.nan, dtype=np.float32)
     parts, negative_parts = [], []
     for done, (block, result) in enumerate(
             _run_blocks(products, blocks, config, fraction, store, workers, client), start=1):
         rms[block.start:block.stop] = result.rms
+        unsupported[block.start:block.stop] = result.unsupported
         parts.append(result.columns)
         negative_parts.append(result.negatives)
         if result.peak is not None:
@@ -175,15 +181,22 @@ def scan(products: "Products | str", *, config: Config | None = None,
              len(negatives["channel"]))
     columns["reliability"] = _reliability(columns, negatives, products)
 
+    log.info("False alarms of the data test, diverged channels")
+    beams = float(np.sum(np.prod(products.shape[1:]) / products.pixels_per_beam))
+    columns["false_alarm"] = false_alarm(columns["score"], columns["null_spread"], beams)
+    diverged = unsupported >= config.classify.diverged_min  # NaN compares False
+
     log.info("Classifying %d candidate(s)", len(columns["channel"]))
     columns["classification"], columns["reason"] = classify(
-        columns["spike_snr"], columns["dirty_snr"], columns["score"], columns["reliability"],
-        columns["found_by"], find=config.find, classify=config.classify)
+        columns["spike_snr"], columns["spike_rms"] / columns["rms"], columns["image_snr"],
+        columns["dirty_snr"], columns["score"],
+        columns["false_alarm"], columns["reliability"], columns["found_by"],
+        diverged[columns["channel"]], rules=config.classify)
     meta = {"products": products.name, "inputs": products.paths,
             "parameters": config.to_dict()}
     catalog = (make_catalog(columns, products, meta=meta) if len(columns["channel"])
                else _empty_with_meta(meta))
-    summary = summarise(catalog, products, config, rms)
+    summary = summarise(catalog, products, config, rms, unsupported, diverged)
     log.info("Found %s", ", ".join(f"{n} {k}" for k, n in summary["counts"].items()))
     return ScanResult(candidates=catalog, summary=summary, products=products, config=config,
                       rms=rms, peak=peak)
@@ -270,6 +283,7 @@ def scan_block(products: Products, block: Block, config: Config,
     ppb = products.pixels_per_beam[start:stop]
 
     rms = np.full(stop - start, np.nan)
+    unsupported = np.full(stop - start, np.nan)
     rms[core] = channel_rms(residual[core], valid[core],
                             width=config.noise.highpass_beams * float(np.mean(beam[core, 0])),
                             fraction=fraction, clip=config.noise.clip,
@@ -315,11 +329,7 @@ def scan_block(products: Products, block: Block, config: Config,
     columns = {"channel": chan + start, "x": xs, "y": ys, "found_by": found_by,
                "pb": (pb[chan - core.start, ys, xs].astype(float) if pb is not None
                       else np.full(len(chan), np.nan))}
-    columns.update(measure_candidates(chan, ys, xs, image=image, model=model,
-                                      residual=residual, rms=rms, spike_rms=spike_noise,
-                                      pixels_per_beam=ppb,
-                                      beam_major=beam[:, 0],
-                                      bowl_beams=config.classify.bowl_beams))
+    skip: frozenset = frozenset()
     if products.psf is not None and len(chan):
         # only the channels the data test needs: the candidates' and their neighbours'
         lo, hi = max(0, int(chan.min()) - 1), min(stop - start, int(chan.max()) + 2)
@@ -328,17 +338,33 @@ def scan_block(products: Products, block: Block, config: Config,
         whole = (slice(None), slice(None))
         psf = {c: zero_nan(products.read("psf", start + c, start + c + 1, window=whole)[0])
                for c in range(lo, hi)}
+        null = NullSample(image=image, model=model, residual=residual, psf=psf, valid=valid,
+                          samples=config.classify.null_samples, first=start)
+        needed = sorted({int(n) for c in np.unique(chan) for n in (c - 1, c, c + 1)
+                         if lo <= n < hi})
+        for n in needed:
+            unsupported[n] = null.fraction(n)
+        # a diverged neighbour would lend its pattern to every contrast: leave it out
+        skip = frozenset(n for n in needed if unsupported[n] >= config.classify.diverged_min)
         columns.update(data_test(chan, ys, xs, image=image, model=model, residual=residual,
                                  psf=psf, rms=rms, spike_rms=spike_noise, beam=beam,
-                                 ring_beams=config.classify.ring_beams))
+                                 ring_beams=config.classify.ring_beams, skip=skip))
+        spread = {int(c): null.contrast_spread(int(c), skip) for c in np.unique(chan)}
+        columns["null_spread"] = np.array([spread[int(c)] for c in chan]) / rms[chan]
     else:
         columns["dirty_snr"] = columns["score"] = np.full(len(chan), np.nan)
+        columns["null_spread"] = np.full(len(chan), np.nan)
+    columns.update(measure_candidates(chan, ys, xs, image=image, model=model,
+                                      residual=residual, rms=rms, spike_rms=spike_noise,
+                                      pixels_per_beam=ppb, beam_major=beam[:, 0],
+                                      bowl_beams=config.classify.bowl_beams, skip=skip))
     negatives = {name: np.concatenate(values) if values else np.zeros(0)
                  for name, values in negatives.items()}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels
         peak = np.nanmax(image[core], axis=0)
-    return BlockResult(rms=rms[core], columns=columns, negatives=negatives, peak=peak)
+    return BlockResult(rms=rms[core], unsupported=unsupported[core], columns=columns,
+                       negatives=negatives, peak=peak)
 
 
 def _reliability(columns: dict[str, np.ndarray], negatives: dict[str, np.ndarray],
@@ -355,9 +381,13 @@ def _reliability(columns: dict[str, np.ndarray], negatives: dict[str, np.ndarray
     return out
 
 
-def summarise(catalog: Table, products: Products, config: Config,
-              rms: np.ndarray) -> dict[str, Any]:
-    """JSON-ready summary of a scan (NaN written as null)."""
+def summarise(catalog: Table, products: Products, config: Config, rms: np.ndarray,
+              unsupported: np.ndarray, diverged: np.ndarray) -> dict[str, Any]:
+    """JSON-ready summary of a scan (NaN written as null).
+
+    Per channel: frequency, rms, ``unsupported`` (robust rms of image - dirty over that of
+    the dirty image; null where not measured), ``diverged`` and counts per class.
+    """
     counts = {name: int(np.sum(catalog["classification"] == name)) for name in CLASSES}
     channels = np.asarray(catalog["channel"], dtype=int)
     by_channel = {name: np.bincount(channels[catalog["classification"] == name],
@@ -365,6 +395,7 @@ def summarise(catalog: Table, products: Products, config: Config,
     freq = products.frequency
     per_channel = [{"channel": c, "frequency_hz": _finite(freq[c]),
                     "rms_jy_beam": _finite(rms[c]),
+                    "unsupported": _finite(unsupported[c]), "diverged": bool(diverged[c]),
                     **{name: int(by_channel[name][c]) for name in CLASSES}}
                    for c in range(products.nchan)]
     return {
@@ -375,6 +406,7 @@ def summarise(catalog: Table, products: Products, config: Config,
         "psf_used": products.psf is not None,
         "pb_used": products.pb is not None,
         "counts": counts,
+        "diverged_channels": [int(c) for c in np.flatnonzero(diverged)],
         "candidates": len(catalog),
         "classes": {name: meaning for name, (_, meaning) in CLASSES.items()},
         "parameters": config.to_dict(),

@@ -155,7 +155,7 @@ def simulate_cube(*, nchan: int = 12, ny: int = 96, nx: int = 96, rms: float = 1
                   seed: int = 1, lines: list | None = None, continuum: list | None = None,
                   confetti: list | None = None, benign: list | None = None,
                   pb_fwhm: float | None = None, beam_scale: np.ndarray | None = None,
-                  cell_arcsec: float = 0.1) -> SimulatedCube:
+                  cell_arcsec: float = 0.1, diverged: list | None = None) -> SimulatedCube:
     """Simulate one tclean run.
 
     Parameters
@@ -173,6 +173,11 @@ def simulate_cube(*, nchan: int = 12, ny: int = 96, nx: int = 96, rms: float = 1
         Primary-beam FWHM in pixels (pb = 1 everywhere when None).
     beam_scale : ndarray, shape (nchan,), optional
         Per-channel scale of the psf and restoring beam (per-channel beams).
+    diverged : list of (chan, sigma)
+        Channels whose model also holds a pattern in the uv cells the array leaves empty
+        (structure the data do not demand, as a diverged and continued clean leaves), of
+        restored rms over the image ``sigma`` times ``rms``; the residual takes up the
+        little the psf sees of it, so the dirty image (the data) is unchanged.
     """
     rng = np.random.default_rng(seed)
     weights = uv_weights((ny, nx), rng)
@@ -202,6 +207,12 @@ def simulate_cube(*, nchan: int = 12, ny: int = 96, nx: int = 96, rms: float = 1
                 model[y - 1:y + 2, x - 1:x + 2] -= flux / 8
                 model[y, x] += flux / 8
         residual = psf_convolve(sky - model, psf) + noise
+        for ch, sigma in diverged or []:
+            if ch == c:
+                pattern = _null_pattern(weights, rng)
+                pattern *= sigma * rms / np.std(_restore(pattern, beam))
+                model += pattern
+                residual -= psf_convolve(pattern, psf)  # the dirty image (the data) stays
         for ch, y, x, fake in confetti:
             if ch == c:
                 cluster = _confetti_cluster(psf, beam, (ny, nx), y, x, radius=2 * major)
@@ -225,6 +236,22 @@ def simulate_cube(*, nchan: int = 12, ny: int = 96, nx: int = 96, rms: float = 1
     return SimulatedCube(**{k: v.astype(np.float32) for k, v in cube.items()}, beam=beam0,
                          rms=rms, cell_arcsec=cell_arcsec, lines=lines, continuum=continuum,
                          confetti=confetti, benign=benign, beam_scale=beam_scale)
+
+
+def _null_pattern(weights: np.ndarray, rng: np.random.Generator,
+                  iterations: int = 50) -> np.ndarray:
+    """A random plane within a disk of 0.9 times the image size and, nearly, only in the
+    empty uv cells between the shortest and the longest baselines (alternating
+    projections), so that even the psf truncated at the image's extent barely sees it."""
+    ny, nx = weights.shape
+    radius = np.hypot(*np.meshgrid(np.fft.fftfreq(ny), np.fft.fftfreq(nx), indexing="ij"))
+    cells = (weights == 0) & (radius > 0.02) & (radius < radius[weights > 0].max())
+    yy, xx = np.mgrid[:ny, :nx]
+    window = np.hypot(yy - ny // 2, xx - nx // 2) < 0.45 * min(ny, nx)
+    plane = rng.standard_normal((ny, nx)) * window
+    for _ in range(iterations):
+        plane = np.real(np.fft.ifft2(np.fft.fft2(plane) * cells)) * window
+    return plane
 
 
 def _scaled(psf: np.ndarray, scale: float) -> np.ndarray:

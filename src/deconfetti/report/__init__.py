@@ -28,6 +28,7 @@ __all__ = ["render", "evidence_pngs", "TABLE_COLUMNS"]
 
 #: catalog columns shown in the report's table, with their headings
 TABLE_COLUMNS = {"id": "id", "classification": "class", "score": "unsupported (rms)",
+                 "false_alarm": "false alarms",
                  "spike_snr": "spike S/N", "dirty_snr": "data S/N", "reliability": "reliab.",
                  "channel": "chan", "velocity": "v (km/s)", "frequency": "f (GHz)",
                  "x": "x", "y": "y", "ra": "RA (deg)", "dec": "Dec (deg)",
