@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+import deconfetti
 from deconfetti import figures
 from deconfetti.cutout import make_cutout
 
@@ -81,3 +82,18 @@ def test_overview_marks_every_candidate_by_class(example_scan):
     np.testing.assert_array_equal(np.asarray(offsets), np.column_stack([chosen["x"], chosen["y"]]))
     bars = [p for p in figure.axes[1].patches]
     assert sum(p.get_height() for p in bars) == len(table)
+
+
+def test_the_figures_data_test_is_the_catalogs():
+    """On a 7m mosaic with bright emission (sidelobes everywhere) the data panel shows
+    the catalog's dirty spike at the candidate, not a windowed approximation of it."""
+    from conftest import DATA
+
+    result = deconfetti.scan(DATA / "nat7e" / "img")
+    diverged = set(result.summary["diverged_channels"])
+    rows = [r for r in result.candidates if not {r["channel"] - 1, r["channel"] + 1} & diverged]
+    for row in rows[:4]:
+        cut = make_cutout(result.products, row)
+        y0, x0 = cut.origin
+        shown = cut.dirty_spike[row["y"] - y0, row["x"] - x0] / row["spike_rms"]
+        assert shown == pytest.approx(row["dirty_snr"], abs=1e-3)

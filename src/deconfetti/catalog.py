@@ -60,6 +60,10 @@ COLUMNS: dict[str, tuple[str, str | None, str]] = {
     "reason": ("U120", None, "why the candidate got its class"),
     "found_by": ("U11", None, "spike (image spike), model (model component) or spike+model"),
     "pb": ("f8", None, "primary-beam response at the peak pixel; NaN without a pb"),
+    "mask": ("f8", None, "1 if the peak pixel is inside the clean mask in its channel, else 0; "
+                         "NaN without a mask product"),
+    "mask_adjacent": ("f8", None, "adjacent channels (0-2) whose clean mask holds the peak "
+                                  "pixel; NaN without a mask product"),
 }
 
 

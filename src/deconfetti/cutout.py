@@ -1,8 +1,8 @@
 """Everything a candidate's figures show, read from the products around it.
 
-Reads only small windows: channel maps around the candidate, spectra of the 3x3 pixels
-around it, and what the data test needs (the model on a wider window and the centre of
-the psf) to compute the dirty image on the map window.
+Reads small windows (channel maps around the candidate, spectra of the 3x3 pixels around
+it) and, for the data test on the map window, the whole model and psf planes of the
+candidate's and the adjacent channels: the test is the catalog's (`measure.unsupported`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import numpy as np
 from astropy import constants
 from astropy import units as u
 
-from .features import psf_convolve_at, spectral_contrast, zero_nan
+from .features import spectral_contrast, zero_nan
+from .measure import unsupported
 from .products import Products
 
 __all__ = ["Cutout", "make_cutout", "spectral_axis"]
@@ -103,7 +104,7 @@ def make_cutout(products: Products, row: Any, *, half: int | None = None,
     spike = spectral_contrast(maps["image"], here)
     dirty_spike = np.full_like(spike, np.nan)
     if products.psf is not None:
-        dirty_spike = spike - spectral_contrast(_unsupported(products, chan, window, beam, c0, c1,
+        dirty_spike = spike - spectral_contrast(_unsupported(products, chan, window, c0, c1,
                                                              maps), here)
     s0, s1 = max(0, chan - spectral_half), min(nchan, chan + spectral_half + 1)
     around = (slice(max(0, y - 1), y + 2), slice(max(0, x - 1), x + 2))
@@ -120,31 +121,17 @@ def make_cutout(products: Products, row: Any, *, half: int | None = None,
                   pixel_scale=products.pixel_scale)
 
 
-def _unsupported(products: Products, chan: int, window: tuple[slice, slice],
-                 beam: tuple[float, float, float], c0: int, c1: int,
-                 maps: dict[str, np.ndarray]) -> np.ndarray:
-    """``image - dirty`` on the window for the map channels (NaN beyond c-1..c+1).
-
-    The model is taken on the window widened by 4 beams, the psf on its centre; model
-    components further away contribute only far sidelobes, which cancel in the
-    one-channel contrast.
-    """
-    nchan, ny, nx = products.shape
-    reach = int(round(4 * beam[0]))
-    ys, xs = window
-    wide = (slice(max(0, ys.start - reach), min(ny, ys.stop + reach)),
-            slice(max(0, xs.start - reach), min(nx, xs.stop + reach)))
-    psf_half = (ys.stop - ys.start) + reach
-    psf_window = (slice(ny // 2 - psf_half, ny // 2 + psf_half + 1),
-                  slice(nx // 2 - psf_half, nx // 2 + psf_half + 1))
+def _unsupported(products: Products, chan: int, window: tuple[slice, slice], c0: int,
+                 c1: int, maps: dict[str, np.ndarray]) -> np.ndarray:
+    """``image - dirty`` on the window for the map channels (NaN beyond c-1..c+1)."""
     out = np.full_like(maps["image"], np.nan)
-    gy, gx = np.mgrid[ys.start:ys.stop, xs.start:xs.stop]
+    gy, gx = np.mgrid[window[0], window[1]]
+    whole = (slice(None), slice(None))
     for c in range(max(c0, chan - 1), min(c1, chan + 2)):
-        model = products.read("model", c, c + 1, wide)[0]
-        psf = zero_nan(products.read("psf", c, c + 1, psf_window)[0])
-        conv = psf_convolve_at(model, psf, (gy - wide[0].start).ravel(),
-                               (gx - wide[1].start).ravel()).reshape(gy.shape)
-        out[c - c0] = maps["image"][c - c0] - maps["residual"][c - c0] - conv
+        model = zero_nan(products.read("model", c, c + 1, whole)[0])
+        psf = zero_nan(products.read("psf", c, c + 1, whole)[0])
+        out[c - c0] = unsupported(maps["image"][c - c0], maps["residual"][c - c0], model, psf,
+                                  gy, gx)
     return out
 
 

@@ -16,7 +16,8 @@ import numpy as np
 
 from .features import disk, psf_convolve_at, ring_offsets
 
-__all__ = ["contrast_at", "measure_candidates", "unsupported_at", "data_test", "NullSample",
+__all__ = ["contrast_at", "measure_candidates", "unsupported", "unsupported_at", "data_test",
+           "NullSample",
            "robust_rms"]
 
 
@@ -150,12 +151,25 @@ def data_test(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, image: np.nda
     return {"dirty_snr": (spike - centre) / spike_rms[chan], "score": score}
 
 
+def unsupported(image: np.ndarray, residual: np.ndarray, model: np.ndarray, psf: np.ndarray,
+                ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """``image - dirty = image - residual - psf (*) model`` at the pixels ``(ys, xs)`` of
+    one channel, Jy/beam: what the model adds to the image beyond what the data demand.
+
+    ``image`` and ``residual`` are the values at those pixels (any shape that broadcasts
+    with ``ys``); ``model`` (Jy/pixel) and ``psf`` (peak 1) are whole planes, so that every
+    component's sidelobes count, as in the catalog's data test and the figures alike.
+    """
+    return image - residual - psf_convolve_at(model, psf, np.ravel(ys),
+                                              np.ravel(xs)).reshape(np.shape(ys))
+
+
 def unsupported_at(chan: int, ys: np.ndarray, xs: np.ndarray, *, image: np.ndarray,
                    model: np.ndarray, residual: np.ndarray, psf: Any) -> np.ndarray:
-    """``image - dirty = image - residual - psf (*) model`` at the pixels ``(ys, xs)`` of
-    block channel ``chan``, Jy/beam (arrays as in `data_test`)."""
-    conv = psf_convolve_at(model[chan], psf[int(chan)], ys, xs)
-    return image[chan, ys, xs] - residual[chan, ys, xs] - conv
+    """`unsupported` at the pixels ``(ys, xs)`` of block channel ``chan`` (arrays as in
+    `data_test`)."""
+    return unsupported(image[chan, ys, xs], residual[chan, ys, xs], model[chan],
+                       psf[int(chan)], ys, xs)
 
 
 def _unsupported_contrast(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, skip: frozenset,

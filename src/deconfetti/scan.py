@@ -354,6 +354,7 @@ def scan_block(products: Products, block: Block, config: Config,
     else:
         columns["dirty_snr"] = columns["score"] = np.full(len(chan), np.nan)
         columns["null_spread"] = np.full(len(chan), np.nan)
+    columns.update(_in_mask(products, chan + start, ys, xs))
     columns.update(measure_candidates(chan, ys, xs, image=image, model=model,
                                       residual=residual, rms=rms, spike_rms=spike_noise,
                                       pixels_per_beam=ppb, beam_major=beam[:, 0],
@@ -365,6 +366,28 @@ def scan_block(products: Products, block: Block, config: Config,
         peak = np.nanmax(image[core], axis=0)
     return BlockResult(rms=rms[core], unsupported=unsupported[core], columns=columns,
                        negatives=negatives, peak=peak)
+
+
+def _in_mask(products: Products, chan: np.ndarray, ys: np.ndarray,
+             xs: np.ndarray) -> dict[str, np.ndarray]:
+    """Whether each candidate's pixel is in the clean mask in its channel (``mask``, 1 or 0)
+    and in how many adjacent channels (``mask_adjacent``); NaN without a mask product.
+    Only the mask planes of the candidates' and adjacent channels are read."""
+    if products.mask is None or not len(chan):
+        return {"mask": np.full(len(chan), np.nan), "mask_adjacent": np.full(len(chan), np.nan)}
+    planes: dict[int, np.ndarray] = {}
+
+    def inside(c: int) -> np.ndarray:
+        if c not in planes:
+            plane = products.read("mask", c, c + 1, (slice(None), slice(None)))[0]
+            planes[c] = np.nan_to_num(plane) > 0.5
+        return planes[c]
+
+    here = np.array([inside(int(c))[y, x] for c, y, x in zip(chan, ys, xs)], dtype=float)
+    beside = np.array([sum(inside(n)[y, x] for n in (int(c) - 1, int(c) + 1)
+                           if 0 <= n < products.nchan) for c, y, x in zip(chan, ys, xs)],
+                      dtype=float)
+    return {"mask": here, "mask_adjacent": beside}
 
 
 def _reliability(columns: dict[str, np.ndarray], negatives: dict[str, np.ndarray],
