@@ -117,7 +117,10 @@ def test_continuum_product(tmp_path):
     assert only(table, 0, 60, 60, radius=1.5)["classification"] == "benign"
     assert only(table, 0, 70, 25, radius=1.5)["classification"] == "benign"
     source = only(table, 0, 30, 30, radius=1.5)  # a real point source: harmless model pixel
-    assert source["classification"] == "benign" and source["dirty_snr"] > 20
+    # against the ring, the data hold more than half of it (the psf's pedestal, about half
+    # of the peak 1.5 beams out on this psf, is what they miss)
+    assert source["classification"] == "benign"
+    assert source["dirty_snr"] > 0.5 * source["spike_snr"] > 10
     assert only(table, 0, 25, 70)["classification"] == "confetti"
     assert result.counts["confetti"] == 1
 
@@ -221,3 +224,29 @@ def test_the_false_alarm_of_a_fake_is_small_and_of_noise_large(sim_scan):
         assert row["false_alarm"] < 1e-3 and row["null_spread"] < 1
     noise = table[table["classification"] == "noise"]
     assert np.all((noise["score"] < 3.5) | (noise["false_alarm"] > 0.01))
+
+
+# -- one-plane (continuum) products --------------------------------------------------------
+def test_one_plane_cuts_keep_their_confetti(example_scan, tmp_path):
+    """Every confetti of the example, and the pedestal-psf fakes, cut as one plane: still
+    confetti (the data test is taken against its ring, as the image is)."""
+    from conftest import DATA, one_plane
+
+    fakes = [(example_scan.products, int(r["channel"]), int(r["y"]), int(r["x"]))
+             for r in example_scan.candidates
+             if r["classification"] == "confetti"]
+    pedestal = deconfetti.open_products(DATA / "pedestal" / "img")
+    fakes += [(pedestal, 2, 36, 82), (pedestal, 4, 92, 34), (pedestal, 5, 32, 34)]
+    for number, (products, chan, y, x) in enumerate(fakes):
+        table = deconfetti.scan(one_plane(products, chan, tmp_path / str(number))).candidates
+        assert list(near(table, 0, y, x)["classification"]) == ["confetti"], (chan, y, x)
+        assert np.sum(table["classification"] == "confetti") == 1
+
+
+def test_one_plane_cuts_of_a_natural_bright_run_hold_no_confetti(tmp_path):
+    from conftest import DATA, one_plane
+
+    products = deconfetti.open_products(DATA / "nat7e" / "img")
+    for chan in (3, 7, 10, 14):
+        table = deconfetti.scan(one_plane(products, chan, tmp_path / str(chan))).candidates
+        assert not np.any(table["classification"] == "confetti"), chan

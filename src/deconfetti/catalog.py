@@ -34,7 +34,8 @@ COLUMNS: dict[str, tuple[str, str | None, str]] = {
     "image_peak": ("f8", "Jy / beam", "restored image at the peak pixel"),
     "image_snr": ("f8", None, "image_peak / rms"),
     "spike_snr": ("f8", None, "one-channel image spike: image minus the mean of the adjacent "
-                              "channels, in spike_rms (the image itself in one-plane products)"),
+                              "channels, in spike_rms (in one-plane products: the image minus its "
+                              "median on the ring of the data test)"),
     "model_peak": ("f8", "Jy / pix", "brightest model pixel within half a beam FWHM"),
     "model_peak_beam": ("f8", "Jy / beam", "model_peak times pixels per beam"),
     "negative_flux": ("f8", "Jy", "sum of the negative model components within bowl_beams "
@@ -47,7 +48,9 @@ COLUMNS: dict[str, tuple[str, str | None, str]] = {
                                 "N(positive spikes >= spike_snr) over the cube; NaN for model "
                                 "components"),
     "score": ("f8", None, "unsupported excess: one-channel contrast of image - dirty at the "
-                          "peak minus its median on a ring, in rms; NaN without a psf"),
+                          "peak, or that minus its median on a ring if smaller (one-plane "
+                          "products: image - dirty minus its ring median), in rms; NaN "
+                          "without a psf"),
     "null_spread": ("f8", None, "robust rms of the same contrast of image - dirty at "
                                 "null_samples random pixels of the channel, in rms: how much "
                                 "sidelobes of emission elsewhere and broken neighbouring "

@@ -8,7 +8,7 @@ structure of the model's own, a minor cycle that failed there (continued or not)
 candidates are reported as ``diverged``, not as point sources.
 
 The candidate rules read ``spike_snr`` (the one-channel image spike; in a one-plane
-product, the image itself), ``image_snr``, ``dirty_snr`` (the same spike in the dirty
+product, the image against its ring), ``image_snr``, ``dirty_snr`` (the same spike in the dirty
 image, i.e. in the data), ``score`` (the unsupported excess in channel rms), its
 ``false_alarm`` (measured against the same statistic at random pixels of the channel),
 ``reliability`` and ``found_by``:
@@ -102,11 +102,12 @@ def _one(spike: float, spike_unit: float, image: float, dirty: float, excess: fl
     held = dirty / spike if spike > 0 else np.inf
     feature = image > 0 and spike * spike_unit >= rules.excess_min
     significant = alarms <= rules.false_alarm_max
-    if excess >= rules.excess_min and feature and significant and held <= 1 - rules.excess_fraction:
+    fake_like = excess >= rules.excess_min and feature and held <= 1 - rules.excess_fraction
+    if fake_like and significant:
         return "confetti", (f"{excess:.1f} rms of the image is not in the data "
                             f"(image spike {spike:.1f}, in the data {dirty:.1f}; "
                             f"false alarms {alarms:.2g})")
-    if excess >= rules.excess_min and feature and not significant:
+    if fake_like:
         return "uncertain", (f"unsupported {excess:.1f} rms, but the channel's image - dirty "
                              f"varies as much elsewhere (false alarms {alarms:.2g})")
     if from_model:

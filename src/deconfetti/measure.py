@@ -122,6 +122,10 @@ def data_test(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, image: np.nda
         spike_rms;
         ``score``: unsupported excess, rms: the contrast of ``image - dirty`` at the
         candidate, or that minus its median on the ring, whichever is smaller.
+        In a one-plane product (no adjacent channels), everything is taken against the
+        ring instead: ``score`` is ``image - dirty`` minus its ring median, and
+        ``spike_snr`` (also returned) and ``dirty_snr`` are the image and the dirty image
+        minus theirs.
 
     Notes
     -----
@@ -146,9 +150,18 @@ def data_test(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, image: np.nda
                                   residual=residual, psf=psf)
     centre = local[starts] if len(starts) else np.empty(0)
     background = np.array([_finite_median(local[s + 1:s + n]) for s, n in zip(starts, sizes)])
-    spike = contrast_at(image, chan, ys, xs, skip)
-    score = np.minimum(centre, centre - background) / rms[chan]
-    return {"dirty_snr": (spike - centre) / spike_rms[chan], "score": score}
+    if len(image) > 1:
+        spike = contrast_at(image, chan, ys, xs, skip)
+        score = np.minimum(centre, centre - background) / rms[chan]
+        return {"dirty_snr": (spike - centre) / spike_rms[chan], "score": score}
+    # one plane: no adjacent channel takes the steady part of the emission away, the ring
+    # does, for the image and for image - dirty alike
+    values = image[pc, py, px]
+    spike = values[starts] - np.array([_finite_median(values[s + 1:s + n])
+                                       for s, n in zip(starts, sizes)])
+    excess = centre - background
+    return {"dirty_snr": (spike - excess) / spike_rms[chan], "score": excess / rms[chan],
+            "spike_snr": spike / spike_rms[chan]}
 
 
 def unsupported(image: np.ndarray, residual: np.ndarray, model: np.ndarray, psf: np.ndarray,
@@ -213,12 +226,16 @@ class NullSample:
         Pixels per channel.
     first : int
         Cube channel of the block's first read channel.
+    ring : ndarray of int, shape (m, 2)
+        Pixel offsets of the data test's ring (one-plane products: the test is taken
+        against it).
     """
 
     def __init__(self, *, image: np.ndarray, model: np.ndarray, residual: np.ndarray,
-                 psf: Any, valid: np.ndarray, samples: int, first: int):
+                 psf: Any, valid: np.ndarray, samples: int, first: int, ring: np.ndarray):
         self._planes = dict(image=image, model=model, residual=residual, psf=psf)
         self._valid, self._samples, self._first = valid, samples, first
+        self._ring = ring
         self._pixels: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._values: dict[tuple[int, int], np.ndarray] = {}
 
@@ -244,14 +261,25 @@ class NullSample:
         dirty = robust_rms(self._planes["image"][chan, ys, xs] - values)
         return robust_rms(values) / dirty if dirty > 0 else float("nan")
 
-    def contrast_spread(self, chan: int, skip: frozenset = frozenset()) -> float:
-        """Robust rms (Jy/beam) of the one-channel contrast of ``image - dirty`` (as at a
-        candidate, the neighbours in ``skip`` left out) at the pixels drawn for ``chan``:
-        how far the data test strays by itself there. Sidelobes of bright emission
-        elsewhere make it large everywhere; a fake source stands out of it."""
-        if not len(self.pixels(chan)[0]):
+    def spread(self, chan: int, skip: frozenset = frozenset()) -> float:
+        """Robust rms (Jy/beam), at the pixels drawn for ``chan``, of what the data test
+        measures at a candidate: the one-channel contrast of ``image - dirty`` (the
+        neighbours in ``skip`` left out), or in a one-plane product ``image - dirty``
+        minus its ring median. How far the test strays by itself there: sidelobes of
+        bright emission elsewhere make it large everywhere; a fake source stands out."""
+        ys, xs = self.pixels(chan)
+        if not len(ys):
             return float("nan")
         nread = len(self._planes["image"])
+        if nread == 1:
+            ny, nx = self._valid.shape[1:]
+            points = (np.stack([ys, xs], axis=1)[:, None, :] + self._ring[None]).reshape(-1, 2)
+            inside = ((points >= 0) & (points < (ny, nx))).all(axis=1)
+            ring = np.full(len(points), np.nan)
+            ring[inside] = unsupported_at(0, points[inside, 0], points[inside, 1],
+                                          **self._planes)
+            background = np.nanmedian(ring.reshape(len(ys), -1), axis=1)
+            return robust_rms(self._unsupported(chan, chan) - background)
         neighbours = [self._unsupported(n, chan) for n in (chan - 1, chan + 1)
                       if 0 <= n < nread and n not in skip]
         contrast = self._unsupported(chan, chan) - (np.mean(neighbours, axis=0)

@@ -29,7 +29,7 @@ from .catalog import COLUMNS, empty_catalog, make_catalog
 from .classify import CLASSES, classify
 from .config import Config
 from .errors import DeconfettiWarning, InputError
-from .features import neighbour_max, spectral_contrast, spread_max, zero_nan
+from .features import neighbour_max, ring_offsets, spectral_contrast, spread_max, zero_nan
 from .measure import NullSample, data_test, measure_candidates
 from .noise import channel_rms, highpass_fraction, spike_rms
 from .products import Products, open_products
@@ -339,26 +339,28 @@ def scan_block(products: Products, block: Block, config: Config,
         psf = {c: zero_nan(products.read("psf", start + c, start + c + 1, window=whole)[0])
                for c in range(lo, hi)}
         null = NullSample(image=image, model=model, residual=residual, psf=psf, valid=valid,
-                          samples=config.classify.null_samples, first=start)
+                          samples=config.classify.null_samples, first=start,
+                          ring=ring_offsets(config.classify.ring_beams * float(beam[0, 0])))
         needed = sorted({int(n) for c in np.unique(chan) for n in (c - 1, c, c + 1)
                          if lo <= n < hi})
         for n in needed:
             unsupported[n] = null.fraction(n)
         # a diverged neighbour would lend its pattern to every contrast: leave it out
         skip = frozenset(n for n in needed if unsupported[n] >= config.classify.diverged_min)
-        columns.update(data_test(chan, ys, xs, image=image, model=model, residual=residual,
-                                 psf=psf, rms=rms, spike_rms=spike_noise, beam=beam,
-                                 ring_beams=config.classify.ring_beams, skip=skip))
-        spread = {int(c): null.contrast_spread(int(c), skip) for c in np.unique(chan)}
-        columns["null_spread"] = np.array([spread[int(c)] for c in chan]) / rms[chan]
-    else:
-        columns["dirty_snr"] = columns["score"] = np.full(len(chan), np.nan)
-        columns["null_spread"] = np.full(len(chan), np.nan)
     columns.update(_in_mask(products, chan + start, ys, xs))
     columns.update(measure_candidates(chan, ys, xs, image=image, model=model,
                                       residual=residual, rms=rms, spike_rms=spike_noise,
                                       pixels_per_beam=ppb, beam_major=beam[:, 0],
                                       bowl_beams=config.classify.bowl_beams, skip=skip))
+    if products.psf is not None and len(chan):
+        columns.update(data_test(chan, ys, xs, image=image, model=model, residual=residual,
+                                 psf=psf, rms=rms, spike_rms=spike_noise, beam=beam,
+                                 ring_beams=config.classify.ring_beams, skip=skip))
+        spread = {int(c): null.spread(int(c), skip) for c in np.unique(chan)}
+        columns["null_spread"] = np.array([spread[int(c)] for c in chan]) / rms[chan]
+    else:
+        columns["dirty_snr"] = columns["score"] = np.full(len(chan), np.nan)
+        columns["null_spread"] = np.full(len(chan), np.nan)
     negatives = {name: np.concatenate(values) if values else np.zeros(0)
                  for name, values in negatives.items()}
     with warnings.catch_warnings():
