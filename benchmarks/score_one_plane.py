@@ -17,26 +17,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from astropy.io import fits
-
 import deconfetti
-
-
-def cut(products, chan: int, folder: Path) -> Path:
-    """Channel ``chan`` of every product as ``folder/plane.<kind>.fits``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    header = products.celestial.to_header()
-    beam = products.beams[chan]
-    header["BMAJ"], header["BMIN"] = beam.major.to_value("deg"), beam.minor.to_value("deg")
-    header["BPA"] = beam.pa.to_value("deg")
-    for kind in ("image", "model", "residual", "psf", "pb"):
-        if getattr(products, kind) is None:
-            continue
-        header["BUNIT"] = {"image": "Jy/beam", "residual": "Jy/beam",
-                           "model": "Jy/pixel"}.get(kind, "")
-        plane = products.read(kind, chan, chan + 1, (slice(None), slice(None)))[0]
-        fits.writeto(folder / f"plane.{kind}.fits", plane, header, overwrite=True)
-    return folder / "plane"
+from deconfetti.simulate import write_plane
 
 
 def rows(path: Path) -> list[dict]:
@@ -59,7 +41,7 @@ def main() -> None:
             np.linspace(1, products.nchan - 2, min(8, products.nchan), dtype=int))
         found = false = on_real = 0
         for chan in chans:
-            result = deconfetti.scan(cut(products, chan, args.out / case.name / str(chan)))
+            result = deconfetti.scan(write_plane(products, chan, args.out / case.name / str(chan)))
             calls = result.candidates[result.candidates["classification"] == "confetti"]
             here = [r for r in labels if int(r["channel"]) == chan]
             hit = [any(np.hypot(c["x"] - float(r["x"]), c["y"] - float(r["y"])) <= beam

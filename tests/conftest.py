@@ -57,21 +57,3 @@ def near(table, chan, y, x, *, radius=3.0, chan_tol=0):
     mask = ((abs(table["channel"] - chan) <= chan_tol)
             & ((table["x"] - x) ** 2 + (table["y"] - y) ** 2 <= radius ** 2))
     return table[mask]
-
-
-def one_plane(products, chan, folder):
-    """Channel ``chan`` of every product as one-plane FITS (an mfs image: tclean's relations
-    hold per plane); returns the prefix."""
-    from astropy.io import fits
-
-    folder.mkdir(parents=True, exist_ok=True)
-    header = products.celestial.to_header()
-    beam = products.beams[chan]
-    header["BMAJ"], header["BMIN"] = beam.major.to_value("deg"), beam.minor.to_value("deg")
-    header["BPA"] = beam.pa.to_value("deg")
-    for kind in ("image", "model", "residual", "psf", "pb"):
-        header["BUNIT"] = {"image": "Jy/beam", "residual": "Jy/beam",
-                           "model": "Jy/pixel"}.get(kind, "")
-        plane = products.read(kind, chan, chan + 1, (slice(None), slice(None)))[0]
-        fits.writeto(folder / f"plane.{kind}.fits", plane, header)
-    return folder / "plane"

@@ -8,7 +8,7 @@ from deconfetti import InputError
 from deconfetti.catalog import COLUMNS
 from deconfetti.classify import CLASSES
 from deconfetti.config import Config
-from deconfetti.simulate import simulate_cube, write_products
+from deconfetti.simulate import simulate_cube, write_plane, write_products
 
 from conftest import BENIGN, CONFETTI, LINES, near
 
@@ -230,7 +230,7 @@ def test_the_false_alarm_of_a_fake_is_small_and_of_noise_large(sim_scan):
 def test_one_plane_cuts_keep_their_confetti(example_scan, tmp_path):
     """Every confetti of the example, and the pedestal-psf fakes, cut as one plane: still
     confetti (the data test is taken against its ring, as the image is)."""
-    from conftest import DATA, one_plane
+    from conftest import DATA
 
     fakes = [(example_scan.products, int(r["channel"]), int(r["y"]), int(r["x"]))
              for r in example_scan.candidates
@@ -238,15 +238,15 @@ def test_one_plane_cuts_keep_their_confetti(example_scan, tmp_path):
     pedestal = deconfetti.open_products(DATA / "pedestal" / "img")
     fakes += [(pedestal, 2, 36, 82), (pedestal, 4, 92, 34), (pedestal, 5, 32, 34)]
     for number, (products, chan, y, x) in enumerate(fakes):
-        table = deconfetti.scan(one_plane(products, chan, tmp_path / str(number))).candidates
+        table = deconfetti.scan(write_plane(products, chan, tmp_path / str(number))).candidates
         assert list(near(table, 0, y, x)["classification"]) == ["confetti"], (chan, y, x)
         assert np.sum(table["classification"] == "confetti") == 1
 
 
 def test_one_plane_cuts_of_a_natural_bright_run_hold_no_confetti(tmp_path):
-    from conftest import DATA, one_plane
+    from conftest import DATA
 
     products = deconfetti.open_products(DATA / "nat7e" / "img")
     for chan in (3, 7, 10, 14):
-        table = deconfetti.scan(one_plane(products, chan, tmp_path / str(chan))).candidates
+        table = deconfetti.scan(write_plane(products, chan, tmp_path / str(chan))).candidates
         assert not np.any(table["classification"] == "confetti"), chan

@@ -30,7 +30,7 @@ from scipy import signal
 
 from .features import disk, gaussian_kernel, psf_convolve
 
-__all__ = ["SimulatedCube", "simulate_cube", "write_products", "uv_weights"]
+__all__ = ["SimulatedCube", "write_plane", "simulate_cube", "write_products", "uv_weights"]
 
 KINDS = ("image", "model", "residual", "psf", "pb")
 
@@ -316,4 +316,24 @@ def write_products(sim: SimulatedCube, directory: str | Path, name: str = "sim",
 
             image(str(fits_path)).saveas(str(directory / f"{name}.{kind}{suffix}"))
             fits_path.unlink()
+    return directory / name
+
+
+def write_plane(products, chan: int, directory: str | Path, name: str = "plane") -> Path:
+    """Channel ``chan`` of every product of ``products`` as one-plane FITS products
+    ``name.<kind>.fits`` (an mfs image: tclean's relations hold per plane), for tests and
+    benchmarks of the continuum case; returns the prefix ``directory/name``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    header = products.celestial.to_header()
+    beam = products.beams[chan]
+    header["BMAJ"], header["BMIN"] = beam.major.to_value("deg"), beam.minor.to_value("deg")
+    header["BPA"] = beam.pa.to_value("deg")
+    for kind in ("image", "model", "residual", "psf", "pb"):
+        if getattr(products, kind) is None:
+            continue
+        header["BUNIT"] = {"image": "Jy/beam", "residual": "Jy/beam",
+                           "model": "Jy/pixel"}.get(kind, "")
+        plane = products.read(kind, chan, chan + 1, (slice(None), slice(None)))[0]
+        fits.writeto(directory / f"{name}.{kind}.fits", plane, header, overwrite=True)
     return directory / name
