@@ -19,7 +19,7 @@ from deconfetti.repair import (EMPTY_LEVELS, InvisiblePoints, imprint_share, mod
 from deconfetti.repaired import write_repaired
 from deconfetti.simulate import simulate_cube, write_products
 
-from conftest import BENIGN, CONFETTI, CONTINUUM, DATA, LINES, read_rows
+from conftest import BENIGN, CONFETTI, CONTINUUM, DATA, LINES, near, read_rows
 
 PEDESTAL = DATA / "pedestal"
 KW = dict(nchan=10, ny=96, nx=96, rms=1e-3, seed=3, lines=LINES, continuum=CONTINUUM,
@@ -296,3 +296,22 @@ def test_repair_needs_a_psf(sim, tmp_path, capsys):
     prefix = write_products(sim, tmp_path, "cube", fmt="fits", kinds=("image", "model", "residual"))
     assert main(["repair", str(prefix), "-q"]) == 2
     assert "needs the psf" in capsys.readouterr().err
+
+
+def test_repair_is_verified_and_the_repaired_set_opens_by_its_prefix(tmp_path):
+    """After a repair, the data test is run again on the repaired products (the original
+    psf and pb linked beside them), and a scan of them by prefix finds no confetti left."""
+    case = tmp_path / "example"
+    shutil.copytree(Path(deconfetti.example_path()).parent, case)
+    assert main(["repair", str(case / "example"), "-q"]) == 0
+    log = Table.read(case / "example.deconfetti" / "repair.ecsv")
+    removed = log[log["status"] == "removed"]
+    assert len(removed) and np.all(removed["score_before"] >= 3.5)
+    assert np.all(removed["score_after"] < 1.0)
+    products = open_products(case / "example.deconfetti")
+    assert products.psf.path.is_symlink() and products.pb.path.is_symlink()
+    assert products.psf.path.resolve() == (case / "example.psf").resolve()
+    rescan = deconfetti.scan(products).candidates
+    for row in removed:
+        assert not len(near(rescan[rescan["classification"] == "confetti"], row["channel"],
+                            row["y"], row["x"], chan_tol=1))

@@ -371,9 +371,10 @@ def _repair_command(args: argparse.Namespace) -> int:
         for row in log:
             print(f"  #{row['id']} channel {row['channel']} x={row['x']} y={row['y']}: "
                   f"{row['status']} ({row['reason']}; consistency "
-                  f"{row['consistency_sigma']:.2f} sigma)")
-        for path in paths.values():
-            print(f"  wrote {path}")
+                  f"{row['consistency_sigma']:.2f} sigma; unsupported excess "
+                  f"{row['score_before']:.1f} sigma before, {row['score_after']:.1f} after)")
+        for kind, path in paths.items():
+            print(f"  {'linked' if kind in ('psf', 'pb') else 'wrote'} {path}")
         if "startmodel" in paths:
             print(f"  re-clean with tclean(..., imagename='<new name>', "
                   f"startmodel='{paths['startmodel']}')")

@@ -55,7 +55,7 @@ from .features import psf_convolve, psf_peak, restore, spectral_contrast, zero_n
 from .products import Products
 
 __all__ = ["REPAIR_COLUMNS", "ChannelRepair", "InvisiblePoints", "model_excess", "hot_pixel",
-           "imprint_share", "repair_channel", "repair"]
+           "imprint_share", "repair_channel", "repair", "verify"]
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,9 @@ REPAIR_COLUMNS = {
     "image_before": ("Jy/beam", "image at the candidate before repair"),
     "image_after": ("Jy/beam", "image at the candidate after repair"),
     "sigma": ("Jy/beam", "the channel's thermal noise"),
+    "score_before": ("", "the scan's unsupported excess at the candidate (its score), in sigma"),
+    "score_after": ("", "the same data test on the repaired products, in sigma; NaN when "
+                        "nothing was written"),
 }
 
 
@@ -396,6 +399,37 @@ def repair(products: Products, catalog: Table, rms: np.ndarray, *, config: Confi
     return _log_table(rows)
 
 
+def verify(log: Table, catalog: Table, repaired: Products | None, rms: np.ndarray, *,
+           config: Config | None = None) -> Table:
+    """Fill ``score_before`` (from ``catalog``) and ``score_after``: the scan's data test
+    (`deconfetti.measure.data_test`) at each logged candidate, on the ``repaired``
+    products (they need the original psf; None when nothing was written), reading only
+    the candidates' channels and their neighbours."""
+    from .measure import data_test
+
+    config = config or Config()
+    log = log.copy()
+    scores = dict(zip(catalog["id"].tolist(), catalog["score"].tolist())) if len(catalog) else {}
+    log["score_before"] = [scores.get(int(i), np.nan) for i in log["id"]]
+    after = np.full(len(log), np.nan)
+    whole = (slice(None), slice(None))
+    for chan in sorted({int(c) for c in log["channel"]}) if repaired is not None else []:
+        lo, hi = max(0, chan - 1), min(repaired.nchan, chan + 2)
+        rows = np.flatnonzero(np.asarray(log["channel"]) == chan)
+        psf = {c - lo: zero_nan(repaired.read("psf", c, c + 1, whole)[0]) for c in range(lo, hi)}
+        test = data_test(np.full(len(rows), chan - lo), np.asarray(log["y"])[rows],
+                         np.asarray(log["x"])[rows], image=repaired.read("image", lo, hi),
+                         model=zero_nan(repaired.read("model", lo, hi)),
+                         residual=repaired.read("residual", lo, hi), psf=psf, rms=rms[lo:hi],
+                         spike_rms=rms[lo:hi], beam=repaired.beam_pixels[lo:hi],
+                         ring_beams=config.classify.ring_beams)
+        after[rows] = test["score"]
+    log["score_after"] = after
+    for name in ("score_before", "score_after"):
+        log[name].description = REPAIR_COLUMNS[name][1]
+    return log
+
+
 def _figures(part: np.ndarray, restored: float, sigma: float, psf_sigma: float,
              share: float) -> dict:
     """The repair log's figures of one removal (``part`` in Jy/pixel)."""
@@ -408,7 +442,8 @@ def _figures(part: np.ndarray, restored: float, sigma: float, psf_sigma: float,
 
 
 def _log_table(rows: list[dict]) -> Table:
-    table = Table(rows=[[row[name] for name in REPAIR_COLUMNS] for row in rows] or None,
+    table = Table(rows=[[row.get(name, np.nan) for name in REPAIR_COLUMNS] for row in rows]
+                  or None,
                   names=list(REPAIR_COLUMNS),
                   dtype=None if rows else [_dtype(name) for name in REPAIR_COLUMNS])
     for name, (unit, description) in REPAIR_COLUMNS.items():

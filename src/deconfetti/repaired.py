@@ -23,7 +23,8 @@ from .errors import InputError
 from .files import check_outputs_apart
 from .products import _SUFFIX, Product, _to_chan_y_x
 
-__all__ = ["repaired_path", "PatchedCopy", "patched_copies", "write_startmodel", "write_repaired"]
+__all__ = ["repaired_path", "PatchedCopy", "patched_copies", "link_unchanged",
+           "write_startmodel", "write_repaired"]
 
 TAG = "deconfetti"
 
@@ -161,6 +162,30 @@ def patched_copies(products, kinds: tuple[str, ...], outdir: Path | None = None,
         copy.commit(overwrite)
 
 
+def link_unchanged(products, kinds: tuple[str, ...], outdir: Path | None = None, *,
+                   overwrite: bool = False) -> dict[str, Path]:
+    """Relative symbolic links ``NAME.deconfetti.<kind>`` to the products a repair leaves
+    as they are (the psf and pb), so that the repaired set opens by its prefix; returns
+    them by kind."""
+    links = {}
+    for kind in kinds:
+        source = getattr(products, kind)
+        if source is None:
+            continue
+        link = repaired_path(source, outdir)
+        try:
+            if link.is_symlink() or link.exists():
+                if not overwrite:
+                    raise InputError(f"{link}: exists; use --overwrite to replace it")
+                _remove(link)
+            link.symlink_to(os.path.relpath(source.path.resolve(), link.parent.resolve()),
+                            target_is_directory=source.path.is_dir())
+        except OSError as exc:
+            raise InputError(f"{link}: cannot link the {kind} ({exc.strerror or exc})") from None
+        links[kind] = link
+    return links
+
+
 def write_startmodel(model_path: Path, target: Path, *, overwrite: bool = False) -> Path:
     """The repaired model as a CASA image directory for ``tclean(startmodel=...)``."""
     from casacore.images import image
@@ -205,14 +230,16 @@ def write_repaired(result, *, outdir: Path | None = None, overwrite: bool = Fals
         The repair log (`deconfetti.repair.REPAIR_COLUMNS`) and the written paths by kind
         (empty when nothing was removed).
     """
-    from .repair import repair
+    from .products import open_products
+    from .repair import repair, verify
 
     products = result.products
     config = config or result.config
     kinds = ("model", "image", "residual")
     catalog = result.candidates
     if not len(catalog) or not np.any(catalog["classification"] == "confetti"):
-        return repair(products, catalog, result.rms, config=config), {}
+        return verify(repair(products, catalog, result.rms, config=config), catalog, None,
+                      result.rms), {}
     try:
         with patched_copies(products, kinds, outdir, overwrite=overwrite) as copies:
             def apply(chan, done):
@@ -223,8 +250,10 @@ def write_repaired(result, *, outdir: Path | None = None, overwrite: bool = Fals
             if not np.any(log["status"] == "removed"):
                 raise _NothingRemoved(log)
     except _NothingRemoved as nothing:  # every removal refused: no products to write
-        return nothing.log, {}
+        return verify(nothing.log, catalog, None, result.rms), {}
     paths = {kind: copy.target for kind, copy in copies.items()}
+    paths.update(link_unchanged(products, ("psf", "pb"), outdir, overwrite=overwrite))
+    log = verify(log, catalog, open_products(paths["image"]), result.rms, config=config)
     if startmodel:
         paths["startmodel"] = write_startmodel(
             paths["model"], paths["model"].with_name(
