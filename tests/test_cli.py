@@ -173,3 +173,17 @@ def test_progress_bar_only_on_a_terminal(monkeypatch, capsys):
         update(1, 4)
         update(4, 4)
     assert "cube" in capsys.readouterr().err
+
+
+def test_a_diverged_channel_is_named_with_its_reclean_selection(tmp_path, capsys):
+    import deconfetti
+    from deconfetti.simulate import simulate_cube, write_products
+
+    sim = simulate_cube(nchan=10, ny=96, nx=96, seed=3, diverged=[(5, 20.0)])
+    prefix = write_products(sim, tmp_path, "d")
+    assert main(["scan", str(prefix), "--figures", "0"]) == 0
+    out = capsys.readouterr().out
+    frequency = deconfetti.open_products(prefix).frequency
+    assert "diverged channel(s) 5:" in out
+    assert (f"channels 5-5: specmode='cube', start='{float(frequency[5])!r}Hz', "
+            f"width='{float(frequency[1] - frequency[0])!r}Hz', nchan=1") in out

@@ -390,7 +390,9 @@ def _summary_text(result, outdir: Path, paths: dict) -> str:
     diverged = result.summary.get("diverged_channels") or []
     if diverged:
         lines.append(f"  diverged channel(s) {', '.join(map(str, diverged))}: the model departs "
-                     "from the data across the channel; re-clean them")
+                     "from the data across the channel; re-clean them without a startmodel "
+                     "and a higher cyclefactor (README: Re-clean):")
+        lines.extend(f"    {text}" for text in _reclean_selections(result.products, diverged))
     confetti = result.candidates[result.candidates["classification"] == "confetti"]
     for row in confetti[:10]:
         lines.append(f"  confetti #{row['id']}: channel {row['channel']} at x={row['x']} "
@@ -399,6 +401,28 @@ def _summary_text(result, outdir: Path, paths: dict) -> str:
         lines.append(f"  ... and {len(confetti) - 10} more in {paths['catalog'].name}")
     lines.append(f"  outputs in {outdir}/: " + " ".join(p.name for p in paths.values()))
     return "\n".join(lines)
+
+
+def _reclean_selections(products, channels: list[int]) -> list[str]:
+    """tclean's channel selection and restoring beam for each run of consecutive
+    ``channels``: the same grid and beam as the cube, so the planes can be put back."""
+    runs: list[list[int]] = []
+    for chan in sorted(channels):
+        if runs and chan == runs[-1][-1] + 1:
+            runs[-1].append(chan)
+        else:
+            runs.append([chan])
+    freq = products.frequency
+    width = float(freq[1] - freq[0]) if len(freq) > 1 else float("nan")
+    out = []
+    for run in runs:
+        beam = products.beams[run[0]]
+        out.append(f"channels {run[0]}-{run[-1]}: specmode='cube', start='{float(freq[run[0]])!r}Hz', "
+                   f"width='{width!r}Hz', nchan={len(run)}, restoringbeam="
+                   f"['{beam.major.to_value('arcsec'):.6f}arcsec', "
+                   f"'{beam.minor.to_value('arcsec'):.6f}arcsec', "
+                   f"'{beam.pa.to_value('deg'):.6f}deg']")
+    return out
 
 
 def _setup_logging(args: argparse.Namespace) -> None:
