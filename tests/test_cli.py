@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from astropy.table import Table
 from regions import Regions
@@ -187,3 +188,20 @@ def test_a_diverged_channel_is_named_with_its_reclean_selection(tmp_path, capsys
     assert "diverged channel(s) 5:" in out
     assert (f"channels 5-5: specmode='cube', start='{float(frequency[5])!r}Hz', "
             f"width='{float(frequency[1] - frequency[0])!r}Hz', nchan=1") in out
+
+
+def test_scan_many_skips_deconfetti_outputs(sim, tmp_path, capsys):
+    """A survey folder that holds scans and repairs: only the tclean runs are scanned."""
+    from deconfetti.simulate import write_products
+
+    survey = tmp_path / "survey"
+    prefix = write_products(sim, survey / "field1", "cube", fmt="casa")
+    assert main(["repair", str(prefix), "-q"]) == 0  # scan folder and repaired products
+    assert (survey / "field1" / "cube.deconfetti.image").is_dir()
+    assert main(["scan-many", str(survey), "--survey", str(tmp_path / "s"), "--figures", "0",
+                 "--overwrite", "-q"]) == 0
+    table = Table.read(tmp_path / "s" / "survey.ecsv")
+    assert [Path(p).name for p in table["cube"]] == ["cube.image"]
+    assert main(["scan-many", str(survey / "**" / "*.image"), "--survey", str(tmp_path / "t"),
+                 "--figures", "0", "--overwrite", "-q"]) == 0
+    assert len(Table.read(tmp_path / "t" / "survey.ecsv")) == 1

@@ -65,7 +65,7 @@ def test_catalog_columns_units_and_order(sim_scan):
     assert str(table["ra"].unit) == "deg" and str(table["model_peak"].unit) == "Jy / pix"
     assert list(table["id"]) == list(range(1, len(table) + 1))
     assert np.all(np.diff(np.nan_to_num(table["score"], nan=-np.inf)) <= 0)
-    assert np.all(np.isin(table["classification"], ["confetti", "benign", "real", "uncertain"]))
+    assert np.all(np.isin(table["classification"], list(CLASSES)))
     # velocity: radio convention against the rest frequency
     row = table[0]
     c = 299792.458
@@ -250,3 +250,9 @@ def test_one_plane_cuts_of_a_natural_bright_run_hold_no_confetti(tmp_path):
     for chan in (3, 7, 10, 14):
         table = deconfetti.scan(write_plane(products, chan, tmp_path / str(chan))).candidates
         assert not np.any(table["classification"] == "confetti"), chan
+
+
+def test_a_scan_result_reads_in_one_line(sim_scan):
+    text = repr(sim_scan)
+    assert len(text) < 300 and "\n" not in text
+    assert f"{sim_scan.counts['confetti']} confetti" in text

@@ -451,7 +451,9 @@ def find_images(sources: list[str | Path]) -> list[Path]:
     Each source is a directory (searched recursively for ``*.image``, ``*.image.tt0``,
     ``*.image.fits`` and ``*.image.tt0.fits``), a glob pattern (``**`` allowed), or a
     product or prefix. One image per imagename prefix (a CASA image is preferred to its
-    FITS export), sorted by path.
+    FITS export), sorted by path. In directories and glob patterns deconfetti's own outputs
+    are skipped: repaired products (``NAME.deconfetti.image``) and anything inside a scan
+    folder (``NAME.deconfetti/``).
     """
     import glob
 
@@ -462,10 +464,10 @@ def find_images(sources: list[str | Path]) -> list[Path]:
         _check_link(path)
         if path.is_dir() and _kind_of(path) is None:
             for pattern in patterns:
-                found += [p for p in path.rglob(pattern) if ".deconfetti" not in p.parts[-2]]
+                found += [p for p in path.rglob(pattern) if not _is_output(p)]
         elif any(ch in str(source) for ch in "*?["):
             found += [Path(p) for p in glob.glob(str(source), recursive=True)
-                      if _kind_of(Path(p)) == "image"]
+                      if _kind_of(Path(p)) == "image" and not _is_output(Path(p))]
         else:
             prefix, tt, ext = _split_name(path)
             if prefix is None:
@@ -478,6 +480,12 @@ def find_images(sources: list[str | Path]) -> list[Path]:
 
 
 # -- helpers --------------------------------------------------------------------------------
+def _is_output(path: Path) -> bool:
+    """A repaired product (``NAME.deconfetti.<kind>``) or a path inside a scan folder."""
+    return ".deconfetti." in path.name or any(part.endswith(".deconfetti")
+                                              for part in path.parts[:-1])
+
+
 def _kind_of(path: Path) -> str | None:
     match = _SUFFIX.match(path.name)
     return match["kind"].lower() if match else None

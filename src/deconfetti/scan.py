@@ -76,6 +76,13 @@ class ScanResult:
         """Number of candidates per classification."""
         return dict(self.summary["counts"])
 
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{n} {name}" for name, n in self.counts.items() if n) or "none"
+        diverged = self.summary.get("diverged_channels") or []
+        return (f"<ScanResult {self.products.name}: {self.products.nchan} channel(s), "
+                f"{len(self.candidates)} candidate(s): {counts}"
+                + (f"; diverged channels {diverged}" if diverged else "") + ">")
+
 
 @dataclass
 class BlockResult:
