@@ -1,9 +1,11 @@
 """Score the scan's confetti calls on the labelled shared cases with the shared scorer.
 
     python benchmarks/score_shared.py [DATA_DIR] [BENCH_DIR]
+    python benchmarks/score_shared.py tclean-runs     # the natural runs of make tclean-runs
 
 Defaults: ../shared/data and ../shared/bench beside the repository (developers only:
-users and tests do not have them). Prints per case: labels found, false positives, real
+users and tests do not have them). DATA_DIR is any folder of case folders laid out like
+those (products, labels.csv, real_sources.csv, labels_meta.json). Prints per case: labels found, false positives, real
 sources flagged, precision, recall, F1 and the naive baselines' F1, plus scan time.
 """
 
@@ -25,9 +27,9 @@ def main():
 
     rows = []
     for case in sorted(p for p in data.iterdir() if (p / "labels.csv").exists()):
-        prefix = next(case.glob("*.image")).with_suffix("")
+        image = sorted(case.glob("*.image*"))[0]  # a cube's .image or a continuum .image.tt0
         start = time.perf_counter()
-        result = deconfetti.scan(prefix)
+        result = deconfetti.scan(image)
         seconds = time.perf_counter() - start
         table = result.candidates
         calls = [dict(channel=int(r["channel"]), x=int(r["x"]), y=int(r["y"]))
@@ -42,7 +44,9 @@ def main():
                          real_flagged=score["real_sources_flagged"],
                          precision=score["precision"], recall=score["recall"], F1=score["F1"],
                          F1_spike=baselines.get("spike"), F1_modelpix=baselines.get("modelpix"),
-                         counts=result.counts, seconds=round(seconds, 2)))
+                         counts=result.counts,
+                         diverged_channels=result.summary["diverged_channels"],
+                         seconds=round(seconds, 2)))
     for row in rows:
         print(json.dumps(row))
 
