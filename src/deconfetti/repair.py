@@ -342,7 +342,7 @@ def repair_channel(model: np.ndarray, index: int, residual: np.ndarray, image: n
         # image-wide components: the image and the residual change near the candidates
         # only, by the share of the imprint the residual carries. Far from them the psf
         # image, truncated or periodic, cannot tell the imprint of an image-wide pattern
-        # (the two disagree there by up to ~10 sigma on s01).
+        # (the two disagree there by up to ~10 sigma on injected null-space patterns).
         seen = near * given
         image_delta += seen - near * restore(hidden, *beam)
         imprint += seen
