@@ -33,7 +33,7 @@ import numpy as np
 
 from .config import ClassifyConfig
 
-__all__ = ["CLASSES", "classify"]
+__all__ = ["CLASSES", "diverged", "classify"]
 
 #: classification -> (colour used in regions and figures, meaning)
 CLASSES: dict[str, tuple[str, str]] = {
@@ -46,6 +46,13 @@ CLASSES: dict[str, tuple[str, str]] = {
     "uncertain": ("yellow", "an excess no stronger than the channel's own variation, "
                             "or no psf to test against the data"),
 }
+
+
+def diverged(unsupported: np.ndarray | float, rules: ClassifyConfig) -> np.ndarray | bool:
+    """Whether channels are diverged, from their ``unsupported`` ratio (robust rms of
+    image - dirty over that of the dirty image; NaN, not measured, is not diverged)."""
+    with np.errstate(invalid="ignore"):
+        return np.asarray(unsupported) >= rules.diverged_min
 
 
 def classify(spike_snr: np.ndarray, spike_rms: np.ndarray, image_snr: np.ndarray,

@@ -126,10 +126,8 @@ def _unsupported(products: Products, chan: int, window: tuple[slice, slice], c0:
     """``image - dirty`` on the window for the map channels (NaN beyond c-1..c+1)."""
     out = np.full_like(maps["image"], np.nan)
     gy, gx = np.mgrid[window[0], window[1]]
-    whole = (slice(None), slice(None))
     for c in range(max(c0, chan - 1), min(c1, chan + 2)):
-        model = zero_nan(products.read("model", c, c + 1, whole)[0])
-        psf = zero_nan(products.read("psf", c, c + 1, whole)[0])
+        model, psf = zero_nan(products.plane("model", c)), zero_nan(products.plane("psf", c))
         out[c - c0] = unsupported(maps["image"][c - c0], maps["residual"][c - c0], model, psf,
                                   gy, gx)
     return out

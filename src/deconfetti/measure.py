@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 
 from .features import disk, psf_convolve_at, ring_offsets
+from .noise import robust_rms
 
 __all__ = ["contrast_at", "measure_candidates", "unsupported", "unsupported_at", "data_test",
-           "NullSample",
-           "robust_rms"]
+           "NullSample"]
 
 
 def contrast_at(block: np.ndarray, chan: np.ndarray, ys: np.ndarray,
@@ -226,16 +226,18 @@ class NullSample:
         Pixels per channel.
     first : int
         Cube channel of the block's first read channel.
-    ring : ndarray of int, shape (m, 2)
-        Pixel offsets of the data test's ring (one-plane products: the test is taken
-        against it).
+    beam : ndarray, shape (nread, 3)
+        Restoring beam per channel, as in `data_test`.
+    ring_beams : float
+        Radius of the data test's ring, beam major FWHM (one-plane products).
     """
 
     def __init__(self, *, image: np.ndarray, model: np.ndarray, residual: np.ndarray,
-                 psf: Any, valid: np.ndarray, samples: int, first: int, ring: np.ndarray):
+                 psf: Any, valid: np.ndarray, samples: int, first: int, beam: np.ndarray,
+                 ring_beams: float):
         self._planes = dict(image=image, model=model, residual=residual, psf=psf)
         self._valid, self._samples, self._first = valid, samples, first
-        self._ring = ring
+        self._beam, self._ring_beams = beam, ring_beams
         self._pixels: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._values: dict[tuple[int, int], np.ndarray] = {}
 
@@ -258,8 +260,8 @@ class NullSample:
         if not len(ys):
             return float("nan")
         values = self._unsupported(chan, chan)
-        dirty = robust_rms(self._planes["image"][chan, ys, xs] - values)
-        return robust_rms(values) / dirty if dirty > 0 else float("nan")
+        dirty = _spread(self._planes["image"][chan, ys, xs] - values)
+        return _spread(values) / dirty if dirty > 0 else float("nan")
 
     def spread(self, chan: int, skip: frozenset = frozenset()) -> float:
         """Robust rms (Jy/beam), at the pixels drawn for ``chan``, of what the data test
@@ -271,20 +273,16 @@ class NullSample:
         if not len(ys):
             return float("nan")
         nread = len(self._planes["image"])
-        if nread == 1:
-            ny, nx = self._valid.shape[1:]
-            points = (np.stack([ys, xs], axis=1)[:, None, :] + self._ring[None]).reshape(-1, 2)
-            inside = ((points >= 0) & (points < (ny, nx))).all(axis=1)
-            ring = np.full(len(points), np.nan)
-            ring[inside] = unsupported_at(0, points[inside, 0], points[inside, 1],
-                                          **self._planes)
-            background = np.nanmedian(ring.reshape(len(ys), -1), axis=1)
-            return robust_rms(self._unsupported(chan, chan) - background)
+        if nread == 1:  # the one-plane test itself, against its ring (Jy/beam: rms of 1)
+            ones = np.ones(nread)
+            return _spread(data_test(np.zeros(len(ys), int), ys, xs, **self._planes,
+                                     rms=ones, spike_rms=ones, beam=self._beam,
+                                     ring_beams=self._ring_beams)["score"])
         neighbours = [self._unsupported(n, chan) for n in (chan - 1, chan + 1)
                       if 0 <= n < nread and n not in skip]
         contrast = self._unsupported(chan, chan) - (np.mean(neighbours, axis=0)
                                                     if neighbours else 0.0)
-        return robust_rms(contrast)
+        return _spread(contrast)
 
     def _unsupported(self, chan: int, at: int) -> np.ndarray:
         """``image - dirty`` in block channel ``chan`` at the pixels drawn for ``at``."""
@@ -294,12 +292,9 @@ class NullSample:
         return self._values[chan, at]
 
 
-def robust_rms(values: np.ndarray) -> float:
-    """1.4826 times the median absolute deviation of the finite values (NaN if none)."""
-    values = values[np.isfinite(values)]
-    if not values.size:
-        return float("nan")
-    return float(1.4826 * np.median(np.abs(values - np.median(values))))
+def _spread(values: np.ndarray) -> float:
+    """Robust rms, unclipped: the null's tails are part of what it measures."""
+    return robust_rms(values, clip=np.inf)
 
 
 def _window_reduce(plane: np.ndarray, y: int, x: int, radius: float, reduce) -> float:

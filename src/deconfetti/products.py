@@ -373,6 +373,11 @@ class Products:
             raise InputError(f"{self.name}: no {kind} product")
         return product.read(start, stop, window)
 
+    def plane(self, kind: str, chan: int) -> np.ndarray:
+        """One whole plane ``(ny, nx)`` of product ``kind``, read past the halo cache (for
+        planes wanted at scattered channels: the psf, the mask, a candidate's model)."""
+        return self.read(kind, chan, chan + 1, (slice(None), slice(None)))[0]
+
     @property
     def paths(self) -> dict[str, str]:
         """Absolute path of every product found, by kind."""
@@ -664,8 +669,9 @@ def _choose_beams(opened: dict[str, Product]) -> Beams:
         if beams:
             majors = np.array([b.major.to_value(u.arcsec) for b in beams])
             minors = np.array([b.minor.to_value(u.arcsec) for b in beams])
-            if not np.all(np.isfinite(majors) & (majors > 0) & np.isfinite(minors) & (minors > 0)):
-                bad = int(np.flatnonzero(~((majors > 0) & (minors > 0)))[0])
+            usable = _usable_beam(majors, minors)
+            if not np.all(usable):
+                bad = int(np.flatnonzero(~usable)[0])
                 raise InputError(f"{opened[kind].path}: restoring beam of channel {bad} "
                                  "is zero or missing")
             return Beams(major=majors * u.arcsec, minor=minors * u.arcsec,
@@ -766,12 +772,20 @@ def _casa_beam(entry: dict, path: Path) -> Beam:
     return _beam(*values, path)
 
 
+def _usable_beam(major: np.ndarray | float, minor: np.ndarray | float) -> np.ndarray | bool:
+    """Finite, positive axes with the minor not above the major (same unit)."""
+    major, minor = np.asarray(major, dtype=float), np.asarray(minor, dtype=float)
+    with np.errstate(invalid="ignore"):
+        return (np.isfinite(major) & np.isfinite(minor) & (major > 0) & (minor > 0)
+                & (minor <= major * (1 + 1e-6)))
+
+
 def _beam(major: u.Quantity, minor: u.Quantity, pa: u.Quantity, path: Path) -> Beam:
-    if not (np.isfinite(major.value) and np.isfinite(minor.value)) or major <= 0 or minor <= 0:
+    if not _usable_beam(major.value, minor.to_value(major.unit)):
+        if np.isfinite(major.value) and np.isfinite(minor.value) and 0 < major < minor:
+            raise InputError(f"{path}: restoring beam minor axis {minor} exceeds major {major}")
         raise InputError(f"{path}: restoring beam is zero or missing "
                          f"(major {major}, minor {minor})")
-    if minor > major:
-        raise InputError(f"{path}: restoring beam minor axis {minor} exceeds major {major}")
     return Beam(major=major, minor=minor, pa=pa)
 
 
@@ -804,9 +818,7 @@ def _check_beam_table(table: fits.BinTableHDU, path: Path) -> None:
     major = np.asarray(table.data["BMAJ"], dtype=float)
     minor = np.asarray(table.data["BMIN"], dtype=float)
     chans = (np.asarray(table.data["CHAN"]) if "CHAN" in names else np.arange(len(major)))
-    with np.errstate(invalid="ignore"):
-        bad = ~(np.isfinite(major) & np.isfinite(minor) & (major > 0) & (minor > 0)
-                & (minor <= major * (1 + 1e-6)))
+    bad = ~_usable_beam(major, minor)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise InputError(f"{path}: restoring beam of channel {int(chans[row])} in the BEAMS "

@@ -412,11 +412,10 @@ def verify(log: Table, catalog: Table, repaired: Products | None, rms: np.ndarra
     scores = dict(zip(catalog["id"].tolist(), catalog["score"].tolist())) if len(catalog) else {}
     log["score_before"] = [scores.get(int(i), np.nan) for i in log["id"]]
     after = np.full(len(log), np.nan)
-    whole = (slice(None), slice(None))
     for chan in sorted({int(c) for c in log["channel"]}) if repaired is not None else []:
         lo, hi = max(0, chan - 1), min(repaired.nchan, chan + 2)
         rows = np.flatnonzero(np.asarray(log["channel"]) == chan)
-        psf = {c - lo: zero_nan(repaired.read("psf", c, c + 1, whole)[0]) for c in range(lo, hi)}
+        psf = {c - lo: zero_nan(repaired.plane("psf", c)) for c in range(lo, hi)}
         test = data_test(np.full(len(rows), chan - lo), np.asarray(log["y"])[rows],
                          np.asarray(log["x"])[rows], image=repaired.read("image", lo, hi),
                          model=zero_nan(repaired.read("model", lo, hi)),

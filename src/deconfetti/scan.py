@@ -26,10 +26,10 @@ from . import __version__
 from .candidates import (false_alarm, find_candidates, find_spikes, link_channels, near_any,
                          spike_reliability)
 from .catalog import COLUMNS, empty_catalog, make_catalog
-from .classify import CLASSES, classify
+from .classify import CLASSES, classify, diverged
 from .config import Config
 from .errors import DeconfettiWarning, InputError
-from .features import neighbour_max, ring_offsets, spectral_contrast, spread_max, zero_nan
+from .features import neighbour_max, spectral_contrast, spread_max, zero_nan
 from .measure import NullSample, data_test, measure_candidates
 from .noise import channel_rms, highpass_fraction, spike_rms
 from .products import Products, open_products
@@ -191,19 +191,19 @@ def scan(products: "Products | str", *, config: Config | None = None,
     log.info("False alarms of the data test, diverged channels")
     beams = float(np.sum(np.prod(products.shape[1:]) / products.pixels_per_beam))
     columns["false_alarm"] = false_alarm(columns["score"], columns["null_spread"], beams)
-    diverged = unsupported >= config.classify.diverged_min  # NaN compares False
+    failed = diverged(unsupported, config.classify)
 
     log.info("Classifying %d candidate(s)", len(columns["channel"]))
     columns["classification"], columns["reason"] = classify(
         columns["spike_snr"], columns["spike_rms"] / columns["rms"], columns["image_snr"],
         columns["dirty_snr"], columns["score"],
         columns["false_alarm"], columns["reliability"], columns["found_by"],
-        diverged[columns["channel"]], rules=config.classify)
+        failed[columns["channel"]], rules=config.classify)
     meta = {"products": products.name, "inputs": products.paths,
             "parameters": config.to_dict()}
     catalog = (make_catalog(columns, products, meta=meta) if len(columns["channel"])
                else _empty_with_meta(meta))
-    summary = summarise(catalog, products, config, rms, unsupported, diverged)
+    summary = summarise(catalog, products, config, rms, unsupported, failed)
     log.info("Found %s", ", ".join(f"{n} {k}" for k, n in summary["counts"].items()))
     return ScanResult(candidates=catalog, summary=summary, products=products, config=config,
                       rms=rms, peak=peak)
@@ -342,18 +342,16 @@ def scan_block(products: Products, block: Block, config: Config,
         lo, hi = max(0, int(chan.min()) - 1), min(stop - start, int(chan.max()) + 2)
         # one whole plane at a time, past the halo cache: the psf is read at scattered
         # channels, and a read within one tile depth keeps python-casacore's cache to one row
-        whole = (slice(None), slice(None))
-        psf = {c: zero_nan(products.read("psf", start + c, start + c + 1, window=whole)[0])
-               for c in range(lo, hi)}
+        psf = {c: zero_nan(products.plane("psf", start + c)) for c in range(lo, hi)}
         null = NullSample(image=image, model=model, residual=residual, psf=psf, valid=valid,
-                          samples=config.classify.null_samples, first=start,
-                          ring=ring_offsets(config.classify.ring_beams * float(beam[0, 0])))
+                          samples=config.classify.null_samples, first=start, beam=beam,
+                          ring_beams=config.classify.ring_beams)
         needed = sorted({int(n) for c in np.unique(chan) for n in (c - 1, c, c + 1)
                          if lo <= n < hi})
         for n in needed:
             unsupported[n] = null.fraction(n)
         # a diverged neighbour would lend its pattern to every contrast: leave it out
-        skip = frozenset(n for n in needed if unsupported[n] >= config.classify.diverged_min)
+        skip = frozenset(n for n in needed if diverged(unsupported[n], config.classify))
     columns.update(_in_mask(products, chan + start, ys, xs))
     columns.update(measure_candidates(chan, ys, xs, image=image, model=model,
                                       residual=residual, rms=rms, spike_rms=spike_noise,
@@ -388,8 +386,7 @@ def _in_mask(products: Products, chan: np.ndarray, ys: np.ndarray,
 
     def inside(c: int) -> np.ndarray:
         if c not in planes:
-            plane = products.read("mask", c, c + 1, (slice(None), slice(None)))[0]
-            planes[c] = np.nan_to_num(plane) > 0.5
+            planes[c] = np.nan_to_num(products.plane("mask", c)) > 0.5
         return planes[c]
 
     here = np.array([inside(int(c))[y, x] for c, y, x in zip(chan, ys, xs)], dtype=float)
@@ -414,11 +411,12 @@ def _reliability(columns: dict[str, np.ndarray], negatives: dict[str, np.ndarray
 
 
 def summarise(catalog: Table, products: Products, config: Config, rms: np.ndarray,
-              unsupported: np.ndarray, diverged: np.ndarray) -> dict[str, Any]:
+              unsupported: np.ndarray, failed: np.ndarray) -> dict[str, Any]:
     """JSON-ready summary of a scan (NaN written as null).
 
     Per channel: frequency, rms, ``unsupported`` (robust rms of image - dirty over that of
-    the dirty image; null where not measured), ``diverged`` and counts per class.
+    the dirty image; null where not measured), ``diverged`` (from ``failed``) and counts
+    per class.
     """
     counts = {name: int(np.sum(catalog["classification"] == name)) for name in CLASSES}
     channels = np.asarray(catalog["channel"], dtype=int)
@@ -427,7 +425,7 @@ def summarise(catalog: Table, products: Products, config: Config, rms: np.ndarra
     freq = products.frequency
     per_channel = [{"channel": c, "frequency_hz": _finite(freq[c]),
                     "rms_jy_beam": _finite(rms[c]),
-                    "unsupported": _finite(unsupported[c]), "diverged": bool(diverged[c]),
+                    "unsupported": _finite(unsupported[c]), "diverged": bool(failed[c]),
                     **{name: int(by_channel[name][c]) for name in CLASSES}}
                    for c in range(products.nchan)]
     return {
@@ -438,7 +436,7 @@ def summarise(catalog: Table, products: Products, config: Config, rms: np.ndarra
         "psf_used": products.psf is not None,
         "pb_used": products.pb is not None,
         "counts": counts,
-        "diverged_channels": [int(c) for c in np.flatnonzero(diverged)],
+        "diverged_channels": [int(c) for c in np.flatnonzero(failed)],
         "candidates": len(catalog),
         "classes": {name: meaning for name, (_, meaning) in CLASSES.items()},
         "parameters": config.to_dict(),

@@ -334,6 +334,6 @@ def write_plane(products, chan: int, directory: str | Path, name: str = "plane")
             continue
         header["BUNIT"] = {"image": "Jy/beam", "residual": "Jy/beam",
                            "model": "Jy/pixel"}.get(kind, "")
-        plane = products.read(kind, chan, chan + 1, (slice(None), slice(None)))[0]
-        fits.writeto(directory / f"{name}.{kind}.fits", plane, header, overwrite=True)
+        fits.writeto(directory / f"{name}.{kind}.fits", products.plane(kind, chan), header,
+                     overwrite=True)
     return directory / name
