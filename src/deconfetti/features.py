@@ -160,8 +160,13 @@ def psf_convolve(model: np.ndarray, psf: np.ndarray,
         taps.append(offsets + peak)
     wrapped = np.zeros(sizes)
     wrapped[np.ix_(*cells)] = kernel[np.ix_(*taps)]
-    spectrum = sfft.rfft2(plane, sizes) * sfft.rfft2(wrapped)
-    return sfft.irfft2(spectrum, sizes)[window]
+    response = sfft.rfft2(wrapped, overwrite_x=True)
+    del wrapped  # one grid-sized array at a time besides the spectra
+    spectrum = sfft.rfft2(plane, sizes)
+    spectrum *= response
+    del response
+    # a copy of the window, so that the grid is freed
+    return np.ascontiguousarray(sfft.irfft2(spectrum, sizes, overwrite_x=True)[window])
 
 
 def psf_convolve_at(model: np.ndarray, psf: np.ndarray, ys: np.ndarray,

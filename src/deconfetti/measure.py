@@ -285,10 +285,17 @@ class NullSample:
         return _spread(contrast)
 
     def _unsupported(self, chan: int, at: int) -> np.ndarray:
-        """``image - dirty`` in block channel ``chan`` at the pixels drawn for ``at``."""
+        """``image - dirty`` in block channel ``chan`` at the pixels drawn for ``at``.
+
+        Computed once per channel at the pixels of the channel and of its neighbours
+        together (one convolution: with a dense model, one FFT of the plane)."""
         if (chan, at) not in self._values:
-            ys, xs = self.pixels(at)
-            self._values[chan, at] = unsupported_at(chan, ys, xs, **self._planes)
+            near = [n for n in (chan - 1, chan, chan + 1) if 0 <= n < len(self._valid)]
+            pixels = [self.pixels(n) for n in near]
+            values = unsupported_at(chan, np.concatenate([p[0] for p in pixels]),
+                                    np.concatenate([p[1] for p in pixels]), **self._planes)
+            for n, part in zip(near, np.split(values, np.cumsum([len(p[0]) for p in pixels])[:-1])):
+                self._values[chan, n] = part
         return self._values[chan, at]
 
 
