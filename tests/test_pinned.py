@@ -1,0 +1,116 @@
+"""Pinned outputs: the scan folder, repair log, repaired pixels and report of the shipped
+example and two real tclean cases stay identical (apart from dates, versions and paths).
+
+Any change of behaviour shows here as a changed file. When a change is meant, regenerate
+the pins with ``DECONFETTI_UPDATE_PINNED=1 pytest tests/test_pinned.py`` and say why in the
+commit.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import deconfetti
+from deconfetti.cli import main
+
+DATA = Path(__file__).parent / "data"
+PINNED = DATA / "pinned"
+UPDATE = os.environ.get("DECONFETTI_UPDATE_PINNED") == "1"
+
+#: case -> (products prefix, scan arguments, whether to repair)
+CASES = {
+    "example": (lambda: deconfetti.example_path(), ["--figures", "2", "--report", "--top", "2"], True),
+    "nat7e": (lambda: str(DATA / "nat7e" / "img"), ["--figures", "0", "--report", "--top", "1"], False),
+    "pedestal": (lambda: str(DATA / "pedestal" / "img"), ["--figures", "1"], True),
+}
+_DATE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(\+00:00|Z)?")
+
+
+def normalise_text(text: str, roots: list[str]) -> str:
+    """Dates -> DATE, the given folders -> their placeholder, software versions dropped."""
+    text = _DATE.sub("DATE", text)
+    for i, root in enumerate(roots):
+        text = text.replace(root, f"<ROOT{i}>")
+    return re.sub(r'(deconfetti|version)(["\']?\s*[:=]\s*["\']?)\d+\.\d+[\w.+-]*', r"\1\2V", text)
+
+
+def normalise_summary(text: str, roots: list[str]) -> str:
+    summary = json.loads(text)
+    summary.pop("software", None)
+    return normalise_text(json.dumps(summary, indent=1, sort_keys=True), roots)
+
+
+def digest(path: Path) -> str:
+    """sha256 of a file, or of a CASA image's pixels, mask and units."""
+    if path.is_dir():
+        from casacore.images import image
+        img = image(str(path))
+        parts = [np.ascontiguousarray(img.getdata()).tobytes(), img.unit().encode(),
+                 str(img.shape()).encode()]
+        parts.append(np.ascontiguousarray(img.getmask()).tobytes())
+        del img
+        return hashlib.sha256(b"".join(parts)).hexdigest()
+    if path.suffix == ".fits":
+        from astropy.io import fits
+        with fits.open(path) as hdul:
+            return hashlib.sha256(np.ascontiguousarray(hdul[0].data).tobytes()).hexdigest()
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def run_case(name: str, work: Path) -> dict[str, str]:
+    """Scan (and repair) one case into ``work``; return file -> normalised text or digest."""
+    prefix, scan_args, do_repair = CASES[name]
+    prefix = prefix()
+    scan_dir = work / "scan"
+    assert main(["scan", prefix, "--out", str(scan_dir), "-q", *scan_args]) == 0
+    if do_repair:
+        rep = work / "repaired"
+        assert main(["repair", str(scan_dir), "--out", str(rep), "--startmodel", "-q"]) == 0
+        assert main(["report", str(scan_dir), "--overwrite", "--top", "2", "-q"]) == 0
+    roots = [str(work), str(Path(prefix).parent.resolve()), str(Path(prefix).parent)]
+    pinned: dict[str, str] = {}
+    for path in _files(work):
+        rel = path.relative_to(work).as_posix()
+        if path.suffix == ".json":
+            pinned[rel] = normalise_summary(path.read_text(), roots)
+        elif path.suffix in (".ecsv", ".reg", ".crtf"):
+            pinned[rel] = normalise_text(path.read_text(), roots)
+        elif path.suffix == ".html":
+            html = normalise_text(path.read_text(), roots)
+            pinned[rel] = "sha256:" + hashlib.sha256(html.encode()).hexdigest()
+        else:
+            pinned[rel] = "sha256:" + digest(path)
+    return pinned
+
+
+def _files(folder: Path) -> list[Path]:
+    """Files and CASA images (as one entry each) under ``folder``, hidden ones left out;
+    a link is listed by its target's content."""
+    found = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir() and not (entry / "table.dat").exists():
+            found += _files(entry)
+        else:
+            found.append(entry)
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_outputs_pinned(name, tmp_path):
+    got = run_case(name, tmp_path)
+    pin = PINNED / f"{name}.json"
+    if UPDATE:
+        pin.parent.mkdir(exist_ok=True)
+        pin.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
+    want = json.loads(pin.read_text())
+    assert sorted(got) == sorted(want)
+    for key in want:
+        assert got[key] == want[key], key
