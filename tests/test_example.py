@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import deconfetti
-from deconfetti.products import open_products
+from deconfetti.io.products import open_products
 
 from conftest import near, read_rows
 

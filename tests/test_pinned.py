@@ -46,6 +46,21 @@ def normalise_summary(text: str, roots: list[str]) -> str:
     return normalise_text(json.dumps(summary, indent=1, sort_keys=True), roots)
 
 
+def normalise_ecsv(path: Path, roots: list[str]) -> str:
+    """The columns and rows as written, the table's meta as sorted JSON (its YAML wraps
+    at lengths that depend on the paths)."""
+    from astropy.table import Table
+
+    lines, inside = [], False
+    for line in path.read_text().splitlines():
+        inside = (inside or line.startswith("# meta:")) and not line.startswith("# schema:")
+        if not inside:
+            lines.append(line)
+    meta = json.dumps(dict(Table.read(path, format="ascii.ecsv").meta), indent=1,
+                      sort_keys=True, default=str)
+    return normalise_text(meta + "\n" + "\n".join(lines), roots)
+
+
 def digest(path: Path) -> str:
     """sha256 of a file, or of a CASA image's pixels, mask and units."""
     if path.is_dir():
@@ -79,7 +94,9 @@ def run_case(name: str, work: Path) -> dict[str, str]:
         rel = path.relative_to(work).as_posix()
         if path.suffix == ".json":
             pinned[rel] = normalise_summary(path.read_text(), roots)
-        elif path.suffix in (".ecsv", ".reg", ".crtf"):
+        elif path.suffix == ".ecsv":
+            pinned[rel] = normalise_ecsv(path, roots)
+        elif path.suffix in (".reg", ".crtf"):
             pinned[rel] = normalise_text(path.read_text(), roots)
         elif path.suffix == ".html":
             html = normalise_text(path.read_text(), roots)

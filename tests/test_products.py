@@ -5,7 +5,7 @@ import pytest
 from astropy.io import fits
 
 from deconfetti import InputError, open_products
-from deconfetti.products import Products
+from deconfetti.io.products import Products
 
 
 def test_prefix_finds_every_product(sim_casa):
@@ -136,8 +136,8 @@ def test_consecutive_blocks_reuse_their_halo(sim, sim_casa, monkeypatch):
     products = open_products(sim_casa)
     product = products.image
     calls = []
-    real = product._read
-    monkeypatch.setattr(product, "_read", lambda start, stop, ys, xs:
+    real = product.reader.read
+    monkeypatch.setattr(product.reader, "read", lambda start, stop, ys, xs:
                         calls.append((start, stop)) or real(start, stop, ys, xs))
     for start, stop in ((0, 4), (2, 7), (5, 10), (0, 3)):
         np.testing.assert_array_equal(products.read("image", start, stop), sim.image[start:stop])

@@ -12,7 +12,7 @@ from astropy.table import Table
 
 import deconfetti
 from deconfetti.cli import main
-from deconfetti.products import open_products
+from deconfetti.io.products import open_products
 from deconfetti.features import psf_convolve, restore
 from deconfetti.repair import (EMPTY_LEVELS, InvisiblePoints, imprint_share, model_excess,
                                repair, repair_channel)

@@ -5,7 +5,7 @@ from importlib.resources import files as _files
 __version__ = "0.1.0"
 
 from .errors import DeconfettiWarning, InputError  # noqa: E402
-from .products import Products, open_products  # noqa: E402
+from .io.products import Products, open_products  # noqa: E402
 from .scan import ScanResult, scan  # noqa: E402
 from .repaired import write_repaired  # noqa: E402
 

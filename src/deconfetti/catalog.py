@@ -14,7 +14,7 @@ from astropy import units as u
 from astropy.table import Table
 
 from . import __version__
-from .products import Products
+from .io.products import Products
 
 __all__ = ["COLUMNS", "empty_catalog", "make_catalog"]
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from .errors import InputError
 from .files import atomic_write, remove_temporaries
-from .products import Products
+from .io.products import Products
 from .stream import Block
 
 __all__ = ["BlockStore"]

@@ -185,7 +185,7 @@ def _config(args: argparse.Namespace):
 
 def _scan(args: argparse.Namespace) -> int:
     from .outputs import default_output_dir
-    from .products import open_products
+    from .io.products import open_products
 
     config = _config(args)
     if args.source is None and args.image is None:
@@ -246,7 +246,8 @@ def _scan_one(products, outdir: Path, config, args: argparse.Namespace, client):
 
 def _scan_many(args: argparse.Namespace) -> int:
     from .outputs import default_output_dir
-    from .products import find_images, open_products
+    from .io.discover import find_images
+    from .io.products import open_products
     from .survey import survey_row, write_survey
 
     config = _config(args)
@@ -333,7 +334,7 @@ def _repair_command(args: argparse.Namespace) -> int:
     from .files import check_outputs_apart, lock_output_dir
     from .outputs import (OUTPUT_NAMES, REPAIR_LOG_NAME, default_output_dir, read_scan,
                           write_repair_log)
-    from .products import open_products
+    from .io.products import open_products
     from .repaired import write_repaired
 
     overrides = parse_overrides(args.set)

@@ -16,7 +16,7 @@ from astropy import units as u
 
 from .features import spectral_contrast, zero_nan
 from .measure import unsupported
-from .products import Products
+from .io.products import Products
 
 __all__ = ["Cutout", "make_cutout", "spectral_axis"]
 

@@ -20,7 +20,7 @@ from astropy.table import Table
 from .config import Config
 from .errors import InputError
 from .files import LOCK_NAME, atomic_write, check_outputs_apart, lock_output_dir
-from .products import open_products
+from .io.products import open_products
 from .regions import candidate_regions
 from .report import render
 from .scan import ScanResult

@@ -52,7 +52,7 @@ from scipy import fft as sfft
 from .config import Config
 from .errors import InputError
 from .features import psf_convolve, psf_peak, restore, spectral_contrast, zero_nan
-from .products import Products
+from .io.products import Products
 
 __all__ = ["REPAIR_COLUMNS", "ChannelRepair", "InvisiblePoints", "model_excess", "hot_pixel",
            "imprint_share", "repair_channel", "repair", "verify"]

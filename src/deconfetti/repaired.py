@@ -17,28 +17,15 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-from astropy.io import fits
 
 from .errors import InputError
 from .files import check_outputs_apart
-from .products import _SUFFIX, Product, _to_chan_y_x
+from .io.casa import save_as_casa
+from .io.discover import TAG, repaired_path
+from .io.products import Product
 
 __all__ = ["repaired_path", "PatchedCopy", "patched_copies", "link_unchanged",
            "write_startmodel", "write_repaired"]
-
-TAG = "deconfetti"
-
-
-def repaired_path(product: Product, outdir: Path | None = None) -> Path:
-    """``NAME.deconfetti.<kind>[.tt0][.fits]`` beside ``product`` (or in ``outdir``)."""
-    match = _SUFFIX.match(product.path.name)
-    if match:
-        name = (f"{match['prefix']}.{TAG}.{match['kind']}{match['tt'] or ''}"
-                f"{match['ext'] or ''}")
-    else:
-        name = f"{product.path.name}.{TAG}"
-    return Path(outdir if outdir is not None else product.path.parent) / name
-
 
 class PatchedCopy:
     """A copy of ``source`` at a temporary name beside ``target``, patched with `add`,
@@ -52,16 +39,10 @@ class PatchedCopy:
                                                    prefix=f".{self.target.name}.", suffix=".part"))
         except OSError as exc:
             raise InputError(f"{self.target}: cannot write ({exc.strerror or exc})") from None
-        self._handle = None
+        self._patcher = None
         try:
             self.temporary.rmdir()  # mkdtemp only reserved the unique name
-            if source.path.is_dir():
-                shutil.copytree(source.path, self.temporary, copy_function=shutil.copyfile)
-            else:
-                shutil.copyfile(source.path, self.temporary)
-                if source._hdu.header.get("BITPIX", -32) > 0:
-                    raise InputError(f"{source.path}: integer FITS data cannot be repaired; "
-                                     "convert it to floating point first")
+            source.reader.copy_to(self.temporary)
         except OSError as exc:
             self.discard()
             raise InputError(f"{self.target}: cannot write ({exc.strerror or exc})") from None
@@ -71,43 +52,14 @@ class PatchedCopy:
 
     def add(self, chan: int, delta: np.ndarray) -> None:
         """Add ``delta`` (``(ny, nx)``, the product's unit) to channel ``chan``."""
-        axes = self.source._axes
-        ndim = self.source._ndim
-        if self.source.path.is_dir():
-            from casacore.images import image
-
-            if self._handle is None:
-                self._handle = image(str(self.temporary))
-            shape = self._handle.shape()
-            blc = [0] * ndim
-            trc = [n - 1 for n in shape]
-            if axes[0] is not None:
-                blc[axes[0]] = trc[axes[0]] = chan
-            if axes[1] is not None:
-                trc[axes[1]] = 0
-            native = np.asarray(self._handle.getdata(blc, trc))
-            _to_chan_y_x(native, axes)[0] += delta.astype(native.dtype)
-            self._handle.putdata(native, blc)
-        else:
-            if self._handle is None:
-                self._handle = fits.open(self.temporary, mode="update", memmap=True)
-            hdu = next(h for h in self._handle if h.is_image and h.header.get("NAXIS", 0) >= 2)
-            index = [slice(0, 1)] * ndim
-            index[axes[2]] = index[axes[3]] = slice(None)
-            if axes[0] is not None:
-                index[axes[0]] = slice(chan, chan + 1)
-            native = hdu.data[tuple(index)]
-            _to_chan_y_x(native, axes)[0] += delta.astype(native.dtype)
+        if self._patcher is None:
+            self._patcher = self.source.reader.patcher(self.temporary)
+        self._patcher.add(chan, delta)
 
     def close(self) -> None:
-        handle, self._handle = self._handle, None
-        if handle is None:
-            return
-        if isinstance(handle, fits.HDUList):
-            handle.close()
-        else:
-            handle.unlock()
-            del handle
+        patcher, self._patcher = self._patcher, None
+        if patcher is not None:
+            patcher.close()
 
     def commit(self, overwrite: bool = False) -> Path:
         """Rename the patched copy to its target (replacing it with ``overwrite``)."""
@@ -140,7 +92,7 @@ def patched_copies(products, kinds: tuple[str, ...], outdir: Path | None = None,
                    overwrite: bool = False) -> Iterator[dict[str, PatchedCopy]]:
     """Patched copies of the ``kinds`` of ``products``; all are renamed to their targets
     when the block ends without error, none otherwise."""
-    targets = {kind: repaired_path(getattr(products, kind), outdir) for kind in kinds}
+    targets = {kind: repaired_path(getattr(products, kind).path, outdir) for kind in kinds}
     check_outputs_apart(targets.values(), products.paths.values())
     for kind, target in targets.items():
         if target.exists() and not overwrite:
@@ -172,7 +124,7 @@ def link_unchanged(products, kinds: tuple[str, ...], outdir: Path | None = None,
         source = getattr(products, kind)
         if source is None:
             continue
-        link = repaired_path(source, outdir)
+        link = repaired_path(source.path, outdir)
         try:
             if link.is_symlink() or link.exists():
                 if not overwrite:
@@ -188,20 +140,13 @@ def link_unchanged(products, kinds: tuple[str, ...], outdir: Path | None = None,
 
 def write_startmodel(model_path: Path, target: Path, *, overwrite: bool = False) -> Path:
     """The repaired model as a CASA image directory for ``tclean(startmodel=...)``."""
-    from casacore.images import image
-
     target = Path(target)
     if target.exists() and not overwrite:
         raise InputError(f"{target}: exists; use --overwrite to replace it")
     temporary = target.with_name(f".{target.name}.{os.getpid()}.part")
     _remove(temporary)
     try:
-        if Path(model_path).is_dir():
-            shutil.copytree(model_path, temporary, copy_function=shutil.copyfile)
-        else:
-            source = image(str(model_path))
-            source.saveas(str(temporary))
-            del source
+        save_as_casa(Path(model_path), temporary)
         if target.exists():
             _remove(target)
         os.replace(temporary, target)
@@ -230,7 +175,7 @@ def write_repaired(result, *, outdir: Path | None = None, overwrite: bool = Fals
         The repair log (`deconfetti.repair.REPAIR_COLUMNS`) and the written paths by kind
         (empty when nothing was removed).
     """
-    from .products import open_products
+    from .io.products import open_products
     from .repair import repair, verify
 
     products = result.products

@@ -32,7 +32,7 @@ from .errors import DeconfettiWarning, InputError
 from .features import neighbour_max, spectral_contrast, spread_max, zero_nan
 from .measure import NullSample, data_test, measure_candidates
 from .noise import channel_rms, highpass_fraction, spike_rms
-from .products import Products, open_products
+from .io.products import Products, open_products
 from .stream import Block, choose_block_channels, plan_blocks, plan_runs, tune_malloc
 
 __all__ = ["scan", "scan_run", "scan_block", "ScanResult", "BlockResult"]

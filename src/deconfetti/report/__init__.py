@@ -22,7 +22,7 @@ from .. import __version__
 from ..classify import CLASSES
 from ..cutout import make_cutout, spectral_axis
 from ..figures import evidence, overview
-from ..products import Products
+from ..io.products import Products
 
 __all__ = ["render", "evidence_pngs", "TABLE_COLUMNS"]
 
