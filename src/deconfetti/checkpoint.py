@@ -18,7 +18,7 @@ import numpy as np
 from .errors import InputError
 from .files import atomic_write, remove_temporaries
 from .io.products import Products
-from .stream import Block
+from .stream import Block, BlockResult
 
 __all__ = ["BlockStore"]
 
@@ -71,8 +71,6 @@ class BlockStore:
 
     def load(self, block: Block):
         """The stored result of ``block``, or None."""
-        from .scan import BlockResult
-
         path = self.folder / f"block_{block.start}.npz"
         if not path.exists():
             return None

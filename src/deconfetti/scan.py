@@ -7,11 +7,8 @@ parallel or distributed run maps over), a pure function of the products and the 
 
 from __future__ import annotations
 
-import concurrent.futures
-import contextlib
-import dataclasses
 import datetime
-import itertools
+import functools
 import logging
 import os
 import platform
@@ -33,9 +30,10 @@ from .features import neighbour_max, spectral_contrast, spread_max, zero_nan
 from .measure import NullSample, data_test, measure_candidates
 from .noise import channel_rms, highpass_fraction, spike_rms
 from .io.products import Products, open_products
-from .stream import Block, choose_block_channels, plan_blocks, plan_runs, tune_malloc
+from .stream import (Block, BlockResult, choose_block_channels, plan_blocks, run_blocks,
+                     tune_malloc)
 
-__all__ = ["scan", "scan_run", "scan_block", "ScanResult", "BlockResult"]
+__all__ = ["scan", "scan_block", "ScanResult"]
 
 log = logging.getLogger(__name__)
 
@@ -82,24 +80,6 @@ class ScanResult:
         return (f"<ScanResult {self.products.name}: {self.products.nchan} channel(s), "
                 f"{len(self.candidates)} candidate(s): {counts}"
                 + (f"; diverged channels {diverged}" if diverged else "") + ">")
-
-
-@dataclass
-class BlockResult:
-    """What `scan_block` returns for one channel block."""
-
-    #: noise of the core channels, Jy/beam
-    rms: np.ndarray
-    #: robust rms of image - dirty over that of the dirty image, per core channel (NaN
-    #: where no candidate channel led to measuring it)
-    unsupported: np.ndarray
-    #: the measured catalog columns of the block's candidates
-    columns: dict[str, np.ndarray]
-    #: negative image spikes: channel, y, x and strength (positive numbers)
-    negatives: dict[str, np.ndarray]
-    #: peak intensity of the block's core channels, Jy/beam, shape (ny, nx); in a run of
-    #: blocks, the first block carries the run's peak and the others None
-    peak: np.ndarray | None
 
 
 def scan(products: "Products | str", *, config: Config | None = None,
@@ -153,8 +133,10 @@ def scan(products: "Products | str", *, config: Config | None = None,
     unsupported = np.full(nchan, np.nan)
     peak = np.full(products.shape[1:], np.nan, dtype=np.float32)
     parts, negative_parts = [], []
+    work = functools.partial(scan_block, products, config=config, fraction=fraction)
     for done, (block, result) in enumerate(
-            _run_blocks(products, blocks, config, fraction, store, workers, client), start=1):
+            run_blocks(work, blocks, store=store, workers=workers, client=client,
+                       tile_depth=products.image.tile_depth), start=1):
         rms[block.start:block.stop] = result.rms
         unsupported[block.start:block.stop] = result.unsupported
         parts.append(result.columns)
@@ -209,70 +191,7 @@ def scan(products: "Products | str", *, config: Config | None = None,
                       rms=rms, peak=peak)
 
 
-def _run_blocks(products: Products, blocks: list[Block], config: Config, fraction: float,
-                store: Any, workers: int, client: Any):
-    """Yield ``(block, BlockResult)`` in block order: stored blocks from ``store``, the
-    others computed on ``client`` in runs of consecutive blocks, or here on ``workers``
-    threads that share the product handles and read in block order.
-
-    Computed blocks are stored a run at a time, the run's peak map in its first block,
-    so that the store holds one peak map per run.
-    """
-    todo = [block for block in blocks if store is None or not store.has(block)]
-    stored = set(blocks) - set(todo)
-    nodes = (sum(client.nthreads().values()) or 1) if client is not None else workers
-    runs = plan_runs(todo, workers=nodes, tile_depth=products.image.tile_depth)
-    last = {run[-1]: run for run in runs}
-    with contextlib.ExitStack() as stack:
-        if client is not None and todo:
-            futures = client.map(scan_run, [products] * len(runs), runs,
-                                 [config] * len(runs), [fraction] * len(runs), pure=False)
-            computed = itertools.chain.from_iterable(future.result() for future in futures)
-        elif workers > 1 and len(todo) > 1:
-            pool = stack.enter_context(concurrent.futures.ThreadPoolExecutor(workers))
-            stack.callback(pool.shutdown, wait=True, cancel_futures=True)
-            computed = pool.map(lambda block: scan_block(products, block, config, fraction),
-                                todo)
-        else:
-            computed = (scan_block(products, block, config, fraction) for block in todo)
-        computed = iter(computed)
-        batch: list[BlockResult] = []
-        for block in blocks:
-            if block in stored:
-                yield block, store.load(block)
-                continue
-            result = next(computed)
-            yield block, result
-            if store is not None:
-                _fold_peak(batch, result)
-                if block in last:
-                    for done, kept in zip(last[block], batch):
-                        store.save(done, kept)
-                    batch = []
-
-
-def scan_run(products: Products, blocks: list[Block], config: Config,
-             fraction: float) -> list[BlockResult]:
-    """`scan_block` over consecutive blocks in order with one set of product handles, so
-    that each block's halo comes from the previous read (a cluster worker's task). The
-    run's peak map is returned in the first block's result, None in the others."""
-    tune_malloc()
-    results: list[BlockResult] = []
-    for block in blocks:
-        _fold_peak(results, scan_block(products, block, config, fraction))
-    return results
-
-
-def _fold_peak(results: list[BlockResult], result: BlockResult) -> None:
-    """Append ``result`` to a run's results, its peak map folded into the first one's."""
-    if results and result.peak is not None:
-        first = results[0]
-        first.peak = result.peak if first.peak is None else np.fmax(first.peak, result.peak)
-        result = dataclasses.replace(result, peak=None)
-    results.append(result)
-
-
-def scan_block(products: Products, block: Block, config: Config,
+def scan_block(products: Products, block: Block, *, config: Config,
                fraction: float) -> BlockResult:
     """Noise, candidates and their measurements for one channel block."""
     start, stop = block.read_start, block.read_stop

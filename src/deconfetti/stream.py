@@ -1,4 +1,5 @@
-"""Channel blocks: the only place that decides how a cube is cut for streaming.
+"""Channel blocks: the only place that decides how a cube is cut and how its blocks are
+run (worker threads, a dask cluster, a checkpoint store).
 
 A block is a run of core channels plus a halo of one adjacent channel on each side,
 so that channel-to-neighbour features are exact at block edges. Blocks follow the
@@ -7,11 +8,19 @@ products' tile depth where they can, so that each read touches whole tiles.
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
+import dataclasses
 import functools
+import itertools
 from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
-__all__ = ["Block", "plan_blocks", "plan_runs", "choose_block_channels", "tune_malloc",
-           "PLANES_PER_CHANNEL", "PLANES_FIXED", "RUN_TILES"]
+import numpy as np
+
+__all__ = ["Block", "BlockResult", "plan_blocks", "plan_runs", "choose_block_channels",
+           "run_blocks", "run_in_order", "tune_malloc", "PLANES_PER_CHANNEL", "PLANES_FIXED",
+           "RUN_TILES"]
 
 #: float32 planes held per core channel of a block: image, model, residual, pb, psf and
 #: the validity mask (bool), rounded up
@@ -38,6 +47,24 @@ class Block:
     def core(self) -> slice:
         """Core channels as a slice into the read block."""
         return slice(self.start - self.read_start, self.stop - self.read_start)
+
+
+@dataclass
+class BlockResult:
+    """What the scan of one channel block returns."""
+
+    #: noise of the core channels, Jy/beam
+    rms: np.ndarray
+    #: robust rms of image - dirty over that of the dirty image, per core channel (NaN
+    #: where no candidate channel led to measuring it)
+    unsupported: np.ndarray
+    #: the measured catalog columns of the block's candidates
+    columns: dict[str, np.ndarray]
+    #: negative image spikes: channel, y, x and strength (positive numbers)
+    negatives: dict[str, np.ndarray]
+    #: peak intensity of the block's core channels, Jy/beam, shape (ny, nx); in a run of
+    #: blocks, the first block carries the run's peak and the others None
+    peak: np.ndarray | None
 
 
 def plan_blocks(nchan: int, block_channels: int, *, halo: int = 1) -> list[Block]:
@@ -86,6 +113,69 @@ def plan_runs(blocks: list[Block], *, workers: int, tile_depth: int = 1) -> list
         runs[-1].append(block)
         length += block.stop - block.start
     return runs
+
+
+def run_blocks(work: Callable[[Block], BlockResult], blocks: list[Block], *, store: Any,
+               workers: int, client: Any, tile_depth: int
+               ) -> Iterator[tuple[Block, BlockResult]]:
+    """Yield ``(block, work(block))`` in block order: stored blocks from ``store``, the
+    others computed on ``client`` in runs of consecutive blocks (`run_in_order`; ``work``
+    must pickle), or here on ``workers`` threads that share the product handles and read
+    in block order.
+
+    Computed blocks are stored a run at a time, the run's peak map in its first block,
+    so that the store holds one peak map per run.
+    """
+    todo = [block for block in blocks if store is None or not store.has(block)]
+    stored = set(blocks) - set(todo)
+    nodes = (sum(client.nthreads().values()) or 1) if client is not None else workers
+    runs = plan_runs(todo, workers=nodes, tile_depth=tile_depth)
+    last = {run[-1]: run for run in runs}
+    with contextlib.ExitStack() as stack:
+        if client is not None and todo:
+            futures = client.map(run_in_order, [work] * len(runs), runs, pure=False)
+            computed = itertools.chain.from_iterable(future.result() for future in futures)
+        elif workers > 1 and len(todo) > 1:
+            pool = stack.enter_context(concurrent.futures.ThreadPoolExecutor(workers))
+            stack.callback(pool.shutdown, wait=True, cancel_futures=True)
+            computed = pool.map(work, todo)
+        else:
+            computed = (work(block) for block in todo)
+        computed = iter(computed)
+        batch: list[BlockResult] = []
+        for block in blocks:
+            if block in stored:
+                yield block, store.load(block)
+                continue
+            result = next(computed)
+            yield block, result
+            if store is not None:
+                _fold_peak(batch, result)
+                if block in last:
+                    for done, kept in zip(last[block], batch):
+                        store.save(done, kept)
+                    batch = []
+
+
+def run_in_order(work: Callable[[Block], BlockResult], blocks: list[Block]
+                 ) -> list[BlockResult]:
+    """``work`` over consecutive blocks in order with one set of product handles, so that
+    each block's halo comes from the previous read (a cluster worker's task). The run's
+    peak map is returned in the first block's result, None in the others."""
+    tune_malloc()
+    results: list[BlockResult] = []
+    for block in blocks:
+        _fold_peak(results, work(block))
+    return results
+
+
+def _fold_peak(results: list[BlockResult], result: BlockResult) -> None:
+    """Append ``result`` to a run's results, its peak map folded into the first one's."""
+    if results and result.peak is not None:
+        first = results[0]
+        first.peak = result.peak if first.peak is None else np.fmax(first.peak, result.peak)
+        result = dataclasses.replace(result, peak=None)
+    results.append(result)
 
 
 @functools.cache
