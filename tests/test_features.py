@@ -1,10 +1,8 @@
 import numpy as np
 import pytest
 
-from deconfetti.features import (neighbour_max, psf_convolve, psf_convolve_at, ring_offsets,
-                                 spectral_contrast, spread_max)
-from deconfetti.measure import contrast_at
-
+from deconfetti.features import (contrast_at, neighbour_max, psf_convolve, psf_convolve_at,
+                                 ring_offsets, spectral_contrast, spread_max)
 
 def test_psf_convolve_at_matches_full_convolution():
     rng = np.random.default_rng(0)

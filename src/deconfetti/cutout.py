@@ -1,8 +1,8 @@
 """Everything a candidate's figures show, read from the products around it.
 
 Reads small windows (channel maps around the candidate, spectra of the 3x3 pixels around
-it) and, for the data test on the map window, the whole model and psf planes of the
-candidate's and the adjacent channels: the test is the catalog's (`measure.unsupported`).
+it) and, for the data test on the map window, the whole planes of the candidate's and the
+adjacent channels: the test is the catalog's (`deconfetti.datatest.unsupported_contrast`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from astropy import constants
 from astropy import units as u
 
 from .features import spectral_contrast, zero_nan
-from .measure import unsupported
+from .datatest import unsupported_contrast
 from .io.products import Products
 
 __all__ = ["Cutout", "make_cutout", "spectral_axis"]
@@ -104,8 +104,7 @@ def make_cutout(products: Products, row: Any, *, half: int | None = None,
     spike = spectral_contrast(maps["image"], here)
     dirty_spike = np.full_like(spike, np.nan)
     if products.psf is not None:
-        dirty_spike = spike - spectral_contrast(_unsupported(products, chan, window, c0, c1,
-                                                             maps), here)
+        dirty_spike = spike - _unsupported_contrast(products, chan, window)
     s0, s1 = max(0, chan - spectral_half), min(nchan, chan + spectral_half + 1)
     around = (slice(max(0, y - 1), y + 2), slice(max(0, x - 1), x + 2))
     spectra = {kind: _pad3(products.read(kind, s0, s1, around), y, x, ny, nx)
@@ -121,16 +120,20 @@ def make_cutout(products: Products, row: Any, *, half: int | None = None,
                   pixel_scale=products.pixel_scale)
 
 
-def _unsupported(products: Products, chan: int, window: tuple[slice, slice], c0: int,
-                 c1: int, maps: dict[str, np.ndarray]) -> np.ndarray:
-    """``image - dirty`` on the window for the map channels (NaN beyond c-1..c+1)."""
-    out = np.full_like(maps["image"], np.nan)
+def _unsupported_contrast(products: Products, chan: int,
+                          window: tuple[slice, slice]) -> np.ndarray:
+    """The data test's one-channel contrast of ``image - dirty`` on the window, Jy/beam
+    (whole planes of the channel and its neighbours: every component's sidelobes count)."""
+    lo, hi = max(0, chan - 1), min(products.nchan, chan + 2)
+    planes = {kind: {c - lo: products.plane(kind, c) for c in range(lo, hi)}
+              for kind in ("image", "model", "residual", "psf")}
+    for kind in ("model", "psf"):
+        for plane in planes[kind].values():
+            zero_nan(plane)
     gy, gx = np.mgrid[window[0], window[1]]
-    for c in range(max(c0, chan - 1), min(c1, chan + 2)):
-        model, psf = zero_nan(products.plane("model", c)), zero_nan(products.plane("psf", c))
-        out[c - c0] = unsupported(maps["image"][c - c0], maps["residual"][c - c0], model, psf,
-                                  gy, gx)
-    return out
+    contrast = unsupported_contrast(np.full(gy.size, chan - lo), gy.ravel(), gx.ravel(),
+                                    frozenset(), **planes)
+    return contrast.reshape(gy.shape)
 
 
 def _pad3(block: np.ndarray, y: int, x: int, ny: int, nx: int) -> np.ndarray:

@@ -11,8 +11,9 @@ import numpy as np
 from scipy import fft as sfft
 from scipy import signal
 
-__all__ = ["zero_nan", "spectral_contrast", "neighbour_max", "spread_max", "disk", "ring_offsets", "gaussian_beam",
-           "gaussian_kernel", "restore", "psf_peak", "psf_convolve", "psf_convolve_at"]
+__all__ = ["zero_nan", "neighbour_contrast", "spectral_contrast", "contrast_at", "neighbour_max",
+           "spread_max", "disk", "ring_offsets", "gaussian_beam", "gaussian_kernel", "restore",
+           "psf_peak", "psf_convolve", "psf_convolve_at"]
 
 
 def zero_nan(array: np.ndarray) -> np.ndarray:
@@ -20,6 +21,25 @@ def zero_nan(array: np.ndarray) -> np.ndarray:
     pixel contributes nothing). Much faster than ``np.nan_to_num`` on large blocks."""
     np.putmask(array, np.isnan(array), 0)
     return array
+
+
+def neighbour_contrast(centre: np.ndarray, sides: list[np.ndarray],
+                       present: list[np.ndarray] | None = None) -> np.ndarray:
+    """``centre`` minus the mean of its adjacent channels' values ``sides``: the one
+    definition of a one-channel contrast, for planes and for points alike.
+
+    ``present`` (one boolean array per side) says where a side counts (a side beyond
+    the cube, or left out, does not); without it every side counts everywhere. Where no
+    side counts, the contrast is ``centre`` itself. The arithmetic keeps ``centre``'s
+    dtype: pass float64 values for float64 contrasts.
+    """
+    if present is None:
+        if not sides:
+            return centre.copy()
+        return centre - sum(sides) / centre.dtype.type(len(sides))
+    total = sum(np.where(ok, side, 0.0) for side, ok in zip(sides, present))
+    count = sum(np.asarray(ok, dtype=float) for ok in present)
+    return np.where(count > 0, centre - total / np.maximum(count, 1), centre)
 
 
 def spectral_contrast(block: np.ndarray, chan: int) -> np.ndarray:
@@ -38,11 +58,27 @@ def spectral_contrast(block: np.ndarray, chan: int) -> np.ndarray:
         Same unit as ``block``. A channel with no neighbour (a one-plane product) is
         returned unchanged: its contrast is its value.
     """
-    neighbours = [c for c in (chan - 1, chan + 1) if 0 <= c < len(block)]
-    if not neighbours:
-        return block[chan].copy()
-    baseline = sum(block[c] for c in neighbours) / np.float32(len(neighbours))
-    return block[chan] - baseline
+    return neighbour_contrast(block[chan], [block[c] for c in (chan - 1, chan + 1)
+                                            if 0 <= c < len(block)])
+
+
+def contrast_at(block: np.ndarray, chan: np.ndarray, ys: np.ndarray,
+                xs: np.ndarray, skip: frozenset = frozenset()) -> np.ndarray:
+    """`spectral_contrast` at points ``(chan, y, x)``, float64.
+
+    ``chan`` indexes ``block`` (which includes the halo); adjacent channels in ``skip``
+    (diverged ones) are left out; without neighbours the value itself is returned.
+    """
+    chan, ys, xs = (np.asarray(a, dtype=np.intp) for a in (chan, ys, xs))
+    sides, present = [], []
+    for step in (-1, 1):
+        other = chan + step
+        ok = (other >= 0) & (other < len(block)) & ~np.isin(other, list(skip))
+        side = np.zeros(len(chan))
+        side[ok] = block[other[ok], ys[ok], xs[ok]]
+        sides.append(side)
+        present.append(ok)
+    return neighbour_contrast(block[chan, ys, xs].astype(np.float64), sides, present)
 
 
 def neighbour_max(spread: list, chan: int) -> np.ndarray | np.float32:

@@ -402,10 +402,10 @@ def repair(products: Products, catalog: Table, rms: np.ndarray, *, config: Confi
 def verify(log: Table, catalog: Table, repaired: Products | None, rms: np.ndarray, *,
            config: Config | None = None) -> Table:
     """Fill ``score_before`` (from ``catalog``) and ``score_after``: the scan's data test
-    (`deconfetti.measure.data_test`) at each logged candidate, on the ``repaired``
+    (`deconfetti.datatest.data_test`) at each logged candidate, on the ``repaired``
     products (they need the original psf; None when nothing was written), reading only
     the candidates' channels and their neighbours."""
-    from .measure import data_test
+    from .datatest import data_test
 
     config = config or Config()
     log = log.copy()

@@ -27,7 +27,8 @@ from .classify import CLASSES, classify, diverged
 from .config import Config
 from .errors import DeconfettiWarning, InputError
 from .features import neighbour_max, spectral_contrast, spread_max, zero_nan
-from .measure import NullSample, data_test, measure_candidates
+from .datatest import NullSample, data_test
+from .measure import measure_candidates
 from .noise import channel_rms, highpass_fraction, spike_rms
 from .io.products import Products, open_products
 from .stream import (Block, BlockResult, choose_block_channels, plan_blocks, run_blocks,
