@@ -5,74 +5,77 @@ Pixel positions are 0-based numpy ``[chan, y, x]`` (x = RA/column, y = Dec/row).
 
 from __future__ import annotations
 
-import datetime
 from typing import Any
 
 import numpy as np
-from astropy import constants
-from astropy import units as u
 from astropy.table import Table
 
-from . import __version__
 from .io.products import Products
+from .tables import Column, make_table, stamp
 
 __all__ = ["COLUMNS", "empty_catalog", "make_catalog"]
 
-#: name -> (dtype, unit or None, description)
-COLUMNS: dict[str, tuple[str, str | None, str]] = {
-    "id": ("i8", None, "candidate number, from 1, in order of decreasing score"),
-    "x": ("i8", "pix", "column of the peak pixel, 0-based (numpy [chan, y, x])"),
-    "y": ("i8", "pix", "row of the peak pixel, 0-based"),
-    "channel": ("i8", None, "spectral channel, 0-based"),
-    "ra": ("f8", "deg", "right ascension of the peak pixel (ICRS)"),
-    "dec": ("f8", "deg", "declination of the peak pixel (ICRS)"),
-    "frequency": ("f8", "Hz", "frequency of the channel"),
-    "velocity": ("f8", "km / s", "radio velocity c (1 - f / f_rest); NaN without a rest frequency"),
-    "rms": ("f8", "Jy / beam", "thermal noise of the channel (high-passed residual, robust)"),
-    "spike_rms": ("f8", "Jy / beam", "noise of the one-channel spike: robust rms of the "
-                                     "residual's channel contrast (= rms in one-plane products)"),
-    "image_peak": ("f8", "Jy / beam", "restored image at the peak pixel"),
-    "image_snr": ("f8", None, "image_peak / rms"),
-    "spike_snr": ("f8", None, "one-channel image spike: image minus the mean of the adjacent "
-                              "channels, in spike_rms (in one-plane products: the image minus its "
-                              "median on the ring of the data test)"),
-    "model_peak": ("f8", "Jy / pix", "brightest model pixel within half a beam FWHM"),
-    "model_peak_beam": ("f8", "Jy / beam", "model_peak times pixels per beam"),
-    "negative_flux": ("f8", "Jy", "sum of the negative model components within bowl_beams "
-                                  "beam FWHM (the negative bowl)"),
-    "residual_snr": ("f8", None, "residual at the peak pixel, in rms"),
-    "dirty_snr": ("f8", None, "the same one-channel spike in the dirty image (residual + "
-                              "psf (*) model), i.e. in the data, in spike_rms; NaN without a psf"),
-    "reliability": ("f8", None, "fraction of image spikes at least this strong that noise "
-                                "does not explain: 1 - N(negative spikes >= spike_snr) / "
-                                "N(positive spikes >= spike_snr) over the cube; NaN for model "
-                                "components"),
-    "score": ("f8", None, "unsupported excess: one-channel contrast of image - dirty at the "
-                          "peak, or that minus its median on a ring if smaller (one-plane "
-                          "products: image - dirty minus its ring median), in rms; NaN "
-                          "without a psf"),
-    "null_spread": ("f8", None, "robust rms of the same contrast of image - dirty at "
-                                "null_samples random pixels of the channel, in rms: how much "
-                                "sidelobes of emission elsewhere and broken neighbouring "
-                                "channels move the statistic; NaN without a psf"),
-    "false_alarm": ("f8", None, "expected number of pixels in the cube, one per beam, whose "
-                                "unsupported excess reaches score by chance: beams in the cube "
-                                "times the Gaussian tail beyond score / null_spread (below "
-                                "~0.1, the probability of a false alarm); NaN without a psf"),
-    "classification": ("U9", None, "confetti, benign, real, noise, diverged or uncertain"),
-    "reason": ("U120", None, "why the candidate got its class"),
-    "found_by": ("U11", None, "spike (image spike), model (model component) or spike+model"),
-    "pb": ("f8", None, "primary-beam response at the peak pixel; NaN without a pb"),
-    "mask": ("f8", None, "1 if the peak pixel is inside the clean mask in its channel, else 0; "
-                         "NaN without a mask product"),
-    "mask_adjacent": ("f8", None, "adjacent channels (0-2) whose clean mask holds the peak "
-                                  "pixel; NaN without a mask product"),
+#: the catalog's columns
+COLUMNS: dict[str, Column] = {
+    "id": Column("i8", None, "candidate number, from 1, in order of decreasing score"),
+    "x": Column("i8", "pix", "column of the peak pixel, 0-based (numpy [chan, y, x])"),
+    "y": Column("i8", "pix", "row of the peak pixel, 0-based"),
+    "channel": Column("i8", None, "spectral channel, 0-based"),
+    "ra": Column("f8", "deg", "right ascension of the peak pixel (ICRS)"),
+    "dec": Column("f8", "deg", "declination of the peak pixel (ICRS)"),
+    "frequency": Column("f8", "Hz", "frequency of the channel"),
+    "velocity": Column("f8", "km / s",
+        "radio velocity c (1 - f / f_rest); NaN without a rest frequency"),
+    "rms": Column("f8", "Jy / beam",
+        "thermal noise of the channel (high-passed residual, robust)"),
+    "spike_rms": Column("f8", "Jy / beam",
+        "noise of the one-channel spike: robust rms of the residual's channel contrast (= rms in "
+        "one-plane products)"),
+    "image_peak": Column("f8", "Jy / beam", "restored image at the peak pixel"),
+    "image_snr": Column("f8", None, "image_peak / rms"),
+    "spike_snr": Column("f8", None,
+        "one-channel image spike: image minus the mean of the adjacent channels, in spike_rms "
+        "(in one-plane products: the image minus its median on the ring of the data test)"),
+    "model_peak": Column("f8", "Jy / pix", "brightest model pixel within half a beam FWHM"),
+    "model_peak_beam": Column("f8", "Jy / beam", "model_peak times pixels per beam"),
+    "negative_flux": Column("f8", "Jy",
+        "sum of the negative model components within bowl_beams beam FWHM (the negative bowl)"),
+    "residual_snr": Column("f8", None, "residual at the peak pixel, in rms"),
+    "dirty_snr": Column("f8", None,
+        "the same one-channel spike in the dirty image (residual + psf (*) model), i.e. in the "
+        "data, in spike_rms; NaN without a psf"),
+    "reliability": Column("f8", None,
+        "fraction of image spikes at least this strong that noise does not explain: 1 - "
+        "N(negative spikes >= spike_snr) / N(positive spikes >= spike_snr) over the cube; NaN "
+        "for model components"),
+    "score": Column("f8", None,
+        "unsupported excess: one-channel contrast of image - dirty at the peak, or that minus "
+        "its median on a ring if smaller (one-plane products: image - dirty minus its ring "
+        "median), in rms; NaN without a psf"),
+    "null_spread": Column("f8", None,
+        "robust rms of the same contrast of image - dirty at null_samples random pixels of the "
+        "channel, in rms: how much sidelobes of emission elsewhere and broken neighbouring "
+        "channels move the statistic; NaN without a psf"),
+    "false_alarm": Column("f8", None,
+        "expected number of pixels in the cube, one per beam, whose unsupported excess reaches "
+        "score by chance: beams in the cube times the Gaussian tail beyond score / null_spread "
+        "(below ~0.1, the probability of a false alarm); NaN without a psf"),
+    "classification": Column("U", None, "confetti, benign, real, noise, diverged or uncertain"),
+    "reason": Column("U", None, "why the candidate got its class"),
+    "found_by": Column("U", None, "spike (image spike), model (model component) or spike+model"),
+    "pb": Column("f8", None, "primary-beam response at the peak pixel; NaN without a pb"),
+    "mask": Column("f8", None,
+        "1 if the peak pixel is inside the clean mask in its channel, else 0; NaN without a mask "
+        "product"),
+    "mask_adjacent": Column("f8", None,
+        "adjacent channels (0-2) whose clean mask holds the peak pixel; NaN without a mask "
+        "product"),
 }
 
 
 def empty_catalog() -> Table:
     """A catalog with every column and no rows."""
-    return _table({name: np.zeros(0, dtype=spec[0]) for name, spec in COLUMNS.items()})
+    return _table({name: np.zeros(0, dtype=column.dtype) for name, column in COLUMNS.items()})
 
 
 def make_catalog(columns: dict[str, np.ndarray], products: Products, *,
@@ -93,12 +96,8 @@ def make_catalog(columns: dict[str, np.ndarray], products: Products, *,
         columns["ra"], columns["dec"] = sky.ra.deg, sky.dec.deg
     else:
         columns["ra"] = columns["dec"] = np.zeros(0)
-    freq = products.frequency
-    columns["frequency"] = freq[columns["channel"]] if n else np.zeros(0)
-    rest = products.rest_frequency
-    c_kms = constants.c.to_value(u.km / u.s)
-    columns["velocity"] = (c_kms * (1 - columns["frequency"] / rest) if rest
-                           else np.full(n, np.nan))
+    columns["frequency"] = products.frequency[columns["channel"]] if n else np.zeros(0)
+    columns["velocity"] = products.velocity[columns["channel"]] if n else np.zeros(0)
     order = np.lexsort((columns["x"], columns["y"], columns["channel"],
                         -np.nan_to_num(columns["score"], nan=-np.inf)))
     columns = {k: np.asarray(v)[order] for k, v in columns.items()}
@@ -109,17 +108,7 @@ def make_catalog(columns: dict[str, np.ndarray], products: Products, *,
 
 
 def _table(columns: dict[str, np.ndarray]) -> Table:
-    table = Table()
-    for name, (dtype, unit, description) in COLUMNS.items():
-        values = np.asarray(columns[name])
-        if dtype.startswith("U"):
-            values = values.astype(str)
-        else:
-            values = values.astype(dtype)
-        table[name] = values
-        table[name].unit = unit
-        table[name].description = description
-    table.meta["software"] = f"deconfetti {__version__}"
-    table.meta["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    table = make_table(columns, COLUMNS)
+    table.meta.update(stamp())
     table.meta["axes"] = "pixel positions are 0-based numpy [chan, y, x]"
     return table

@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from astropy import constants
-from astropy import units as u
 
 from .features import spectral_contrast, zero_nan
 from .datatest import unsupported_contrast
@@ -147,11 +145,9 @@ def _pad3(block: np.ndarray, y: int, x: int, ny: int, nx: int) -> np.ndarray:
 def spectral_axis(products: Products, channels: np.ndarray) -> tuple[np.ndarray, str]:
     """Radio velocity (km/s) of ``channels``, or frequency (GHz) without a rest frequency;
     returns the values and 'km/s' or 'GHz'."""
-    freq = products.frequency[channels]
-    rest = products.rest_frequency
-    if rest:
-        return constants.c.to_value(u.km / u.s) * (1 - freq / rest), "km/s"
-    return freq / 1e9, "GHz"
+    if products.rest_frequency:
+        return products.velocity[channels], "km/s"
+    return products.frequency[channels] / 1e9, "GHz"
 
 
 def _plain(value: Any) -> Any:

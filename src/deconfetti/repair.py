@@ -53,42 +53,49 @@ from .config import Config
 from .errors import InputError
 from .features import psf_convolve, psf_peak, restore, spectral_contrast, zero_nan
 from .io.products import Products
+from .tables import Column, make_table
 
 __all__ = ["REPAIR_COLUMNS", "ChannelRepair", "InvisiblePoints", "model_excess", "hot_pixel",
            "imprint_share", "repair_channel", "repair", "verify"]
 
 log = logging.getLogger(__name__)
 
-#: repair log columns: unit and description
-REPAIR_COLUMNS = {
-    "id": ("", "candidate id in candidates.ecsv"),
-    "channel": ("", "channel index (0-based)"),
-    "x": ("pix", "candidate column (0-based)"),
-    "y": ("pix", "candidate row (0-based)"),
-    "status": ("", "'removed', or 'refused' (the data do not allow the removal)"),
-    "method": ("", "what was removed: 'cluster' (the compact component and its bowl) or "
-                   "'invisible point' (the part of a point the data do not see)"),
-    "reason": ("", "why, in words"),
-    "npix": ("", "model pixels changed"),
-    "flux_removed": ("Jy", "sum of the removed components (positive minus negative)"),
-    "positive_removed": ("Jy", "sum of the removed positive components"),
-    "negative_removed": ("Jy", "sum of the removed negative components (a negative number)"),
-    "peak_component": ("Jy/pixel", "brightest removed component"),
-    "restored_removed": ("Jy/beam", "clean beam (*) removed components at the candidate"),
-    "restored_sigma": ("", "restored_removed in units of the channel's sigma"),
-    "psf_peak_sigma": ("", "peak of psf (*) removed components within the fit radius, "
-                           "in units of the channel's sigma"),
-    "imprint": ("", "share of -(psf (*) removed) the residual carries (0..1)"),
-    "consistency_sigma": ("", "the data-consistency figure, (1 - imprint) * psf_peak_sigma: "
-                              "how much the removal worsens the fit to the dirty image"),
-    "radius": ("pix", "radius of the removed cluster"),
-    "footprint": ("pix", "radius within which the image changes"),
-    "image_before": ("Jy/beam", "image at the candidate before repair"),
-    "image_after": ("Jy/beam", "image at the candidate after repair"),
-    "sigma": ("Jy/beam", "the channel's thermal noise"),
-    "score_before": ("", "the scan's unsupported excess at the candidate (its score), in sigma"),
-    "score_after": ("", "the same data test on the repaired products, in sigma; NaN when "
-                        "nothing was written"),
+#: the repair log's columns
+REPAIR_COLUMNS: dict[str, Column] = {
+    "id": Column("i8", None, "candidate id in candidates.ecsv"),
+    "channel": Column("i8", None, "channel index (0-based)"),
+    "x": Column("i8", "pix", "candidate column (0-based)"),
+    "y": Column("i8", "pix", "candidate row (0-based)"),
+    "status": Column("U", None, "'removed', or 'refused' (the data do not allow the removal)"),
+    "method": Column("U", None,
+        "what was removed: 'cluster' (the compact component and its bowl) or 'invisible point' "
+        "(the part of a point the data do not see)"),
+    "reason": Column("U", None, "why, in words"),
+    "npix": Column("i8", None, "model pixels changed"),
+    "flux_removed": Column("f8", "Jy", "sum of the removed components (positive minus negative)"),
+    "positive_removed": Column("f8", "Jy", "sum of the removed positive components"),
+    "negative_removed": Column("f8", "Jy",
+        "sum of the removed negative components (a negative number)"),
+    "peak_component": Column("f8", "Jy/pixel", "brightest removed component"),
+    "restored_removed": Column("f8", "Jy/beam",
+        "clean beam (*) removed components at the candidate"),
+    "restored_sigma": Column("f8", None, "restored_removed in units of the channel's sigma"),
+    "psf_peak_sigma": Column("f8", None,
+        "peak of psf (*) removed components within the fit radius, in units of the channel's "
+        "sigma"),
+    "imprint": Column("f8", None, "share of -(psf (*) removed) the residual carries (0..1)"),
+    "consistency_sigma": Column("f8", None,
+        "the data-consistency figure, (1 - imprint) * psf_peak_sigma: how much the removal "
+        "worsens the fit to the dirty image"),
+    "radius": Column("f8", "pix", "radius of the removed cluster"),
+    "footprint": Column("f8", "pix", "radius within which the image changes"),
+    "image_before": Column("f8", "Jy/beam", "image at the candidate before repair"),
+    "image_after": Column("f8", "Jy/beam", "image at the candidate after repair"),
+    "sigma": Column("f8", "Jy/beam", "the channel's thermal noise"),
+    "score_before": Column("f8", None,
+        "the scan's unsupported excess at the candidate (its score), in sigma"),
+    "score_after": Column("f8", None,
+        "the same data test on the repaired products, in sigma; NaN when nothing was written"),
 }
 
 
@@ -425,7 +432,7 @@ def verify(log: Table, catalog: Table, repaired: Products | None, rms: np.ndarra
         after[rows] = test["score"]
     log["score_after"] = after
     for name in ("score_before", "score_after"):
-        log[name].description = REPAIR_COLUMNS[name][1]
+        log[name].description = REPAIR_COLUMNS[name].description
     return log
 
 
@@ -441,17 +448,5 @@ def _figures(part: np.ndarray, restored: float, sigma: float, psf_sigma: float,
 
 
 def _log_table(rows: list[dict]) -> Table:
-    table = Table(rows=[[row.get(name, np.nan) for name in REPAIR_COLUMNS] for row in rows]
-                  or None,
-                  names=list(REPAIR_COLUMNS),
-                  dtype=None if rows else [_dtype(name) for name in REPAIR_COLUMNS])
-    for name, (unit, description) in REPAIR_COLUMNS.items():
-        table[name].unit = unit or None
-        table[name].description = description
-    return table
-
-
-def _dtype(name: str) -> str:
-    if name in ("id", "channel", "x", "y", "npix"):
-        return "i8"
-    return "U64" if name in ("status", "method", "reason") else "f8"
+    return make_table({name: [row.get(name, np.nan) for row in rows]
+                       for name in REPAIR_COLUMNS}, REPAIR_COLUMNS)

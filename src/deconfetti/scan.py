@@ -7,11 +7,9 @@ parallel or distributed run maps over), a pure function of the products and the 
 
 from __future__ import annotations
 
-import datetime
 import functools
 import logging
 import os
-import platform
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -19,7 +17,6 @@ from typing import Any, Callable
 import numpy as np
 from astropy.table import Table
 
-from . import __version__
 from .candidates import (false_alarm, find_candidates, find_spikes, link_channels, near_any,
                          spike_reliability)
 from .catalog import COLUMNS, empty_catalog, make_catalog
@@ -31,6 +28,7 @@ from .datatest import NullSample, data_test
 from .measure import measure_candidates
 from .noise import channel_rms, highpass_fraction, spike_rms
 from .io.products import Products, open_products
+from .tables import utc_now, versions
 from .stream import (Block, BlockResult, choose_block_channels, plan_blocks, run_blocks,
                      tune_malloc)
 
@@ -349,8 +347,8 @@ def summarise(catalog: Table, products: Products, config: Config, rms: np.ndarra
                     **{name: int(by_channel[name][c]) for name in CLASSES}}
                    for c in range(products.nchan)]
     return {
-        "software": _versions(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "software": versions(),
+        "date": utc_now(),
         "inputs": products.paths,
         "shape": dict(zip(("nchan", "ny", "nx"), products.shape)),
         "psf_used": products.psf is not None,
@@ -394,15 +392,3 @@ def _empty_with_meta(meta: dict[str, Any]) -> Table:
 
 def _finite(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"deconfetti": __version__, "python": platform.python_version()}
-    for name in ("numpy", "scipy", "astropy", "radio-beam", "python-casacore", "regions"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "not installed"
-    return out

@@ -2,31 +2,29 @@
 
 from __future__ import annotations
 
-import datetime
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from astropy.table import Table
 
-from . import __version__
 from .classify import CLASSES
 from .outputs import atomic_write
 from .scan import ScanResult
+from .tables import Column, make_table, stamp
 
 __all__ = ["SURVEY_COLUMNS", "survey_row", "write_survey"]
 
-#: name -> (dtype, description)
-SURVEY_COLUMNS: dict[str, tuple[str, str]] = {
-    "cube": ("U", "image product of the tclean run"),
-    "status": ("U", "ok, or the error that stopped its scan"),
-    "nchan": ("i8", "channels"),
-    "candidates": ("i8", "candidates of every class"),
-    **{name: ("i8", f"{name} candidates") for name in CLASSES},
-    "worst_channel": ("i8", "channel with the most confetti (-1: none)"),
-    "worst_channel_confetti": ("i8", "confetti in that channel"),
-    "output": ("U", "the cube's scan folder"),
+#: the survey table's columns
+SURVEY_COLUMNS: dict[str, Column] = {
+    "cube": Column("U", None, "image product of the tclean run"),
+    "status": Column("U", None, "ok, or the error that stopped its scan"),
+    "nchan": Column("i8", None, "channels"),
+    "candidates": Column("i8", None, "candidates of every class"),
+    **{name: Column("i8", None, f"{name} candidates") for name in CLASSES},
+    "worst_channel": Column("i8", None, "channel with the most confetti (-1: none)"),
+    "worst_channel_confetti": Column("i8", None, "confetti in that channel"),
+    "output": Column("U", None, "the cube's scan folder"),
 }
 
 
@@ -54,17 +52,12 @@ def write_survey(rows: list[dict[str, Any]], folder: Path, *,
                  config: dict[str, Any]) -> tuple[Path, Path]:
     """Write ``survey.ecsv`` and ``survey.json`` into ``folder``; returns both paths."""
     folder.mkdir(parents=True, exist_ok=True)
-    table = Table()
-    for name, (dtype, description) in SURVEY_COLUMNS.items():
-        values = [row[name] for row in rows]
-        table[name] = np.array(values, dtype=str) if dtype == "U" else np.array(values,
-                                                                                dtype=dtype)
-        table[name].description = description
-    date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    table.meta.update({"software": f"deconfetti {__version__}", "date": date,
-                       "parameters": config})
+    table = make_table({name: [row[name] for row in rows] for name in SURVEY_COLUMNS},
+                       SURVEY_COLUMNS)
+    stamped = stamp()
+    table.meta.update({**stamped, "parameters": config})
     totals = {name: int(sum(row[name] for row in rows)) for name in ("candidates", *CLASSES)}
-    summary = {"software": f"deconfetti {__version__}", "date": date, "cubes": len(rows),
+    summary = {**stamped, "cubes": len(rows),
                "failed": sum(row["status"] != "ok" for row in rows), "totals": totals,
                "parameters": config, "rows": rows}
     ecsv = atomic_write(folder / "survey.ecsv",

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from astropy import constants
 from astropy import units as u
 from astropy.io import fits
 from astropy.wcs import WCS
@@ -198,6 +199,15 @@ class Products:
         """Rest frequency in Hz, or None when the products do not record one."""
         value = self.image.header.get("RESTFRQ", 0.0)
         return float(value) if value and value > 0 else None
+
+    @property
+    def velocity(self) -> np.ndarray:
+        """Radio velocity of every channel, ``c (1 - f / f_rest)``, km/s, shape
+        ``(nchan,)``; NaN without a rest frequency."""
+        rest = self.rest_frequency
+        if not rest:
+            return np.full(self.nchan, np.nan)
+        return constants.c.to_value(u.km / u.s) * (1 - self.frequency / rest)
 
     @property
     def pixel_scale(self) -> float:
