@@ -49,8 +49,8 @@ def run_case(directory: Path, prefix: str, config) -> dict:
     changed = np.zeros(image.shape, dtype=bool)
 
     def apply(chan, done):
-        after[chan] += done.image
-        changed[chan] |= done.image != 0
+        after[chan] += done.image_delta
+        changed[chan] |= done.image_delta != 0
 
     log = repair(products, result.candidates, result.rms, config=config, apply=apply)
     truth = fits.getdata(directory / "truth.fits")[0].astype(np.float64)

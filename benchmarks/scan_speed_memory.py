@@ -57,7 +57,7 @@ def rss():
 if __name__ == "__main__":
     with LocalCluster(n_workers=int(sys.argv[3]), threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster, Client(cluster) as client:
-        client.run(lambda: __import__("deconfetti.scan"))
+        client.run(lambda: __import__("deconfetti.pipeline"))
         times = []
         for _ in range(3):
             t = time.perf_counter()

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 import deconfetti
 from deconfetti.cli import main
-from deconfetti.outputs import CHECKPOINT_DIR, lock_output_dir
+from deconfetti.files import lock_output_dir
+from deconfetti.outputs import CHECKPOINT_DIR
 from deconfetti.simulate import simulate_cube, write_products
 
 
@@ -223,7 +224,7 @@ def test_full_disk_leaves_no_half_file(fits_prefix, tmp_path, capsys, monkeypatc
 def test_killed_scan_leaves_no_catalog_and_resume_completes(fits_prefix, tmp_path, monkeypatch):
     import importlib
 
-    scan_module = importlib.import_module("deconfetti.scan")
+    scan_module = importlib.import_module("deconfetti.pipeline")
 
     reference = tmp_path / "reference"
     assert main(["scan", str(fits_prefix), "--out", str(reference), "-q", "--figures", "0",
@@ -453,7 +454,7 @@ def test_concurrent_scans_of_one_folder_have_one_writer(fits_prefix, tmp_path):
     out = tmp_path / "o"
     out.mkdir()
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom deconfetti.outputs import "
+        [sys.executable, "-c", "import sys, time\nfrom deconfetti.files import "
          "lock_output_dir\nwith lock_output_dir(sys.argv[1]):\n    print('held', flush=True)"
          "\n    time.sleep(float(sys.argv[2]))", str(out), "20"], stdout=subprocess.PIPE,
         text=True)
@@ -875,7 +876,7 @@ def test_repair_killed_while_patching_then_run_again(small, tmp_path):
     prefix = write_products(small, tmp_path / "in", "r", fmt="casa")
     assert main(["scan", str(prefix), "-q", "--figures", "0"]) == 0
     before = checksums(tmp_path / "in")
-    killer = ("import os, signal, sys\nimport deconfetti.repaired as r\n"
+    killer = ("import os, signal, sys\nimport deconfetti.repair.write as r\n"
               "r.PatchedCopy.add = lambda *a: os.kill(os.getpid(), signal.SIGKILL)\n"
               "from deconfetti.cli import main\nsys.exit(main(sys.argv[1:]))")
     killed = subprocess.run([sys.executable, "-c", killer, "repair", f"{prefix}.deconfetti",

@@ -14,9 +14,9 @@ import deconfetti
 from deconfetti.cli import main
 from deconfetti.io.products import open_products
 from deconfetti.features import psf_convolve, restore
-from deconfetti.repair import (EMPTY_LEVELS, InvisiblePoints, imprint_share, model_excess,
-                               repair, repair_channel)
-from deconfetti.repaired import write_repaired
+from deconfetti.repair import repair, repair_channel, write_repaired
+from deconfetti.repair.consistency import imprint_share
+from deconfetti.repair.select import EMPTY_LEVELS, InvisiblePoints, model_excess
 from deconfetti.simulate import simulate_cube, write_products
 
 from conftest import BENIGN, CONFETTI, CONTINUUM, DATA, LINES, near, read_rows
@@ -130,9 +130,9 @@ def test_invisible_point_is_removed_from_the_hot_pixel_under_the_candidate(site)
     row = done.rows[0]
     assert (row["status"], row["method"]) == ("removed", "invisible point")
     assert row["consistency_sigma"] <= 1 and row["imprint"] > 0.9
-    np.testing.assert_allclose(done.model, -fake, atol=1e-3 * fake.max())
+    np.testing.assert_allclose(done.model_delta, -fake, atol=1e-3 * fake.max())
     assert abs(row["image_after"]) < 0.1 * sigma < 0.2 * row["image_before"]
-    assert done.residual[20, 41] == pytest.approx(row["imprint"] * imprint[20, 41], rel=1e-3)
+    assert done.residual_delta[20, 41] == pytest.approx(row["imprint"] * imprint[20, 41], rel=1e-3)
 
 
 def test_invisible_point_needs_a_psf_of_the_image_shape():
@@ -143,7 +143,7 @@ def test_invisible_point_needs_a_psf_of_the_image_shape():
     image = np.array([restore(plane, 3.0, 3.0, 0.0) for plane in model])
     done = repair_channel(model, 1, np.zeros((64, 64)), image, psf[8:56, 8:56], (3.0, 3.0, 0.0),
                           0.04, [(7, 20, 41)])
-    assert done.rows[0]["status"] == "refused" and done.model is None
+    assert done.rows[0]["status"] == "refused" and done.model_delta is None
     assert "no invisible part was fitted (the psf's shape" in done.rows[0]["reason"]
 
 

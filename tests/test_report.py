@@ -8,7 +8,8 @@ import pytest
 from astropy.io import fits
 
 from deconfetti.cli import main
-from deconfetti.outputs import read_scan, write_outputs, write_report
+from deconfetti.outputs import write_outputs, write_report
+from deconfetti.workflow import read_scan
 from deconfetti.simulate import simulate_cube, write_products
 
 SCREENSHOTS = Path(__file__).parent / "screenshots"

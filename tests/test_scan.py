@@ -59,9 +59,9 @@ def test_noise_is_measured_per_channel(sim_scan, sim):
 def test_catalog_columns_units_and_order(sim_scan):
     table = sim_scan.candidates
     assert table.colnames == list(COLUMNS)
-    for name, (_, unit, description) in COLUMNS.items():
-        assert (table[name].unit is None) == (unit is None), name
-        assert table[name].description == description
+    for name, column in COLUMNS.items():
+        assert (table[name].unit is None) == (column.unit is None), name
+        assert table[name].description == column.description
     assert str(table["ra"].unit) == "deg" and str(table["model_peak"].unit) == "Jy / pix"
     assert list(table["id"]) == list(range(1, len(table) + 1))
     assert np.all(np.diff(np.nan_to_num(table["score"], nan=-np.inf)) <= 0)

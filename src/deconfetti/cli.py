@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -184,8 +183,8 @@ def _config(args: argparse.Namespace):
 
 
 def _scan(args: argparse.Namespace) -> int:
-    from .outputs import default_output_dir
     from .io.products import open_products
+    from .workflow import scan_to_folder
 
     config = _config(args)
     if args.source is None and args.image is None:
@@ -193,87 +192,37 @@ def _scan(args: argparse.Namespace) -> int:
     products = open_products(args.source if args.source is not None else args.image,
                              image=args.image, model=args.model, residual=args.residual,
                              psf=args.psf, pb=args.pb, mask=args.mask)
-    outdir = Path(args.out) if args.out else default_output_dir(products.name)
-    with _client(args.scheduler) as client:
-        result, paths = _scan_one(products, outdir, config, args, client)
+    with _client(args.scheduler) as client, _progress(args, products.name) as progress:
+        result, paths = scan_to_folder(products, args.out, config=config, **_outputs(args),
+                                       client=client, progress=progress)
     if not args.quiet:
-        print(_summary_text(result, outdir, paths))
+        print(_summary_text(result, paths["catalog"].parent, paths))
     if args.fail_on_confetti and result.counts["confetti"]:
         return EXIT_CONFETTI
     return EXIT_OK
 
 
-def _scan_one(products, outdir: Path, config, args: argparse.Namespace, client):
-    """Scan one product set into ``outdir`` with every output the options ask for."""
-    from .checkpoint import BlockStore
-    from .files import remove_temporaries
-    from .outputs import (CHECKPOINT_DIR, FIGURES_DIR, check_output_dir, lock_output_dir,
-                          write_figures, write_outputs, write_report)
-    from .report import evidence_pngs
-    from .scan import scan
-
-    created = not outdir.exists()
-    try:
-        check_output_dir(outdir, overwrite=args.overwrite, inputs=products.paths.values())
-    except InputError:
-        if created:
-            with contextlib.suppress(OSError):
-                outdir.rmdir()  # only if still empty: another run may be starting there
-        raise
-    with lock_output_dir(outdir):
-        try:
-            for folder in (outdir, outdir / FIGURES_DIR):
-                remove_temporaries(folder)  # left by a killed run
-            store = BlockStore(outdir / CHECKPOINT_DIR, products, config.to_dict(),
-                               resume=args.resume)
-            with _progress(args, products.name) as progress:
-                result = scan(products, config=config, store=store, client=client,
-                              progress=progress)
-            paths = write_outputs(result, outdir, overwrite=True)
-            count = max(args.figures, args.top if args.report else 0)
-            pngs = evidence_pngs(result.products, result.candidates[:count])
-            if args.figures > 0:
-                write_figures({i: pngs[i] for i in list(pngs)[:args.figures]}, outdir)
-            if args.report:
-                paths["report"] = write_report(result, outdir, top=args.top, pngs=pngs)
-            store.remove()
-        except InputError:
-            if created:  # leave nothing behind where nothing was before (the lock is ours)
-                shutil.rmtree(outdir, ignore_errors=True)
-            raise
-    return result, paths
+def _outputs(args: argparse.Namespace) -> dict:
+    """What a scan writes, from the options."""
+    return dict(overwrite=args.overwrite, resume=args.resume, figures=args.figures,
+                report=args.report, top=args.top)
 
 
 def _scan_many(args: argparse.Namespace) -> int:
-    from .outputs import default_output_dir
-    from .io.discover import find_images
-    from .io.products import open_products
-    from .survey import survey_row, write_survey
+    from .workflow import scan_many
 
-    config = _config(args)
-    images = find_images(args.sources)
-    if not images:
-        raise InputError(f"no tclean products (*.image, *.image.fits, .tt0) found in "
-                         f"{' '.join(args.sources)}")
-    rows, failed = [], 0
+    def done(number: int, total: int, image: Path, status: str) -> None:
+        if not args.quiet:
+            print(f"deconfetti: [{number}/{total}] {image}: {status}")
+
     with _client(args.scheduler) as client:
-        for number, image in enumerate(images, start=1):
-            try:
-                products = open_products(image)
-                outdir = default_output_dir(products.name)
-                result, _ = _scan_one(products, outdir, config, args, client)
-                rows.append(survey_row(image, result=result, output=outdir))
-                status = ", ".join(f"{n} {k}" for k, n in result.counts.items())
-            except InputError as exc:
-                failed += 1
-                rows.append(survey_row(image, error=str(exc)))
-                status = f"error: {exc}"
-            if not args.quiet:
-                print(f"deconfetti: [{number}/{len(images)}] {image}: {status}")
-    paths = write_survey(rows, Path(args.survey), config=config.to_dict())
+        rows, paths = scan_many(args.sources, args.survey, config=_config(args), done=done,
+                                progress=lambda name: _progress(args, name), client=client,
+                                **_outputs(args))
+    failed = sum(row["status"] != "ok" for row in rows)
     if not args.quiet:
         total = sum(r["confetti"] for r in rows)
-        print(f"deconfetti: {len(images)} cube(s), {failed} failed, {total} confetti; "
+        print(f"deconfetti: {len(rows)} cube(s), {failed} failed, {total} confetti; "
               f"survey in {paths[0]} and {paths[1]}")
     if failed:
         return EXIT_INPUT
@@ -319,52 +268,22 @@ def _client(address: str | None):
 
 
 def _report_command(args: argparse.Namespace) -> int:
-    from .outputs import REPORT_NAME, read_scan, write_report
+    from .workflow import write_scan_report
 
-    scandir = Path(args.scandir)
-    if (scandir / REPORT_NAME).exists() and not args.overwrite:
-        raise InputError(f"{scandir / REPORT_NAME}: exists; delete it or pass --overwrite")
-    path = write_report(read_scan(scandir), scandir, top=args.top)
+    path = write_scan_report(args.scandir, top=args.top, overwrite=args.overwrite)
     if not args.quiet:
         print(f"deconfetti: wrote {path}")
     return EXIT_OK
 
 
 def _repair_command(args: argparse.Namespace) -> int:
-    from .files import check_outputs_apart, lock_output_dir
-    from .outputs import (OUTPUT_NAMES, REPAIR_LOG_NAME, default_output_dir, read_scan,
-                          write_repair_log)
-    from .io.products import open_products
-    from .repaired import write_repaired
+    from .workflow import repair_scan
 
     overrides = parse_overrides(args.set)
-    source = Path(args.source)
-    outdir = Path(args.out) if args.out else None
-    if (source / OUTPUT_NAMES["summary"]).exists():
-        scandir, result = source, read_scan(source)
-        config = (load_config(args.config, overrides) if args.config
-                  else result.config.replace(overrides))
-        check_outputs_apart([p for p in (outdir, scandir / REPAIR_LOG_NAME) if p],
-                            result.products.paths.values())
-    else:
-        config = load_config(args.config, overrides)
-        products = open_products(source)
-        scandir = default_output_dir(products.name)
-        if outdir is not None:
-            check_outputs_apart([outdir], products.paths.values())
-        scan_args = argparse.Namespace(overwrite=args.overwrite, resume=False, figures=0,
-                                       report=False, top=0, quiet=args.quiet)
-        result, _ = _scan_one(products, scandir, config, scan_args, None)
-    if outdir is not None:
-        try:
-            outdir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InputError(f"{outdir}: cannot create the output folder "
-                             f"({exc.strerror or exc})") from None
-    with lock_output_dir(scandir):  # one repair of a scan at a time
-        log, paths = write_repaired(result, outdir=outdir, overwrite=args.overwrite,
-                                    startmodel=args.startmodel, config=config)
-        log_path = write_repair_log(log, scandir)
+    config = load_config(args.config, overrides) if args.config else None
+    result, log, paths, log_path = repair_scan(args.source, args.out, config=config,
+                                               overrides=overrides, overwrite=args.overwrite,
+                                               startmodel=args.startmodel)
     if not args.quiet:
         removed = int(sum(log["status"] == "removed")) if len(log) else 0
         print(f"deconfetti: {result.products.name}: {removed} of {len(log)} confetti removed; "

@@ -11,6 +11,7 @@ import numpy as np
 from astropy import units as u
 from astropy.io import fits
 from astropy.wcs import WCS
+from astropy.wcs.utils import wcs_to_celestial_frame
 from radio_beam import Beam, Beams
 
 from ..errors import InputError
@@ -56,6 +57,12 @@ class FitsImage:
                 raise InputError(f"{path}: invalid WCS ({first_line(exc)})") from None
         if wcs.wcs.lng < 0 or wcs.wcs.lat < 0:
             raise InputError(f"{path}: FITS header has no celestial (RA/Dec) WCS")
+        try:
+            wcs_to_celestial_frame(wcs)
+        except ValueError:
+            raise InputError(f"{path}: celestial frame not understood (RADESYS = "
+                             f"{header.get('RADESYS')!r}, EQUINOX = "
+                             f"{header.get('EQUINOX')!r})") from None
         ndim = header["NAXIS"]
         ctypes = [c.upper() for c in wcs.wcs.ctype]
         spec = wcs.wcs.spec if wcs.wcs.spec >= 0 else None

@@ -1,8 +1,17 @@
-"""The scan pipeline: products -> noise -> find -> measure -> data test -> link ->
-classify -> catalog, streamed over channel blocks.
+"""The scan pipeline, its stages in order, streamed over channel blocks:
 
-`scan` runs every stage; `scan_block` is the work on one channel block (what a
-parallel or distributed run maps over), a pure function of the products and the block.
+1. products (`deconfetti.io.products`): open and check one tclean run;
+2. noise (`noise`): the thermal noise of each channel and of its one-channel spike;
+3. find (`candidates`): image spikes and one-channel model components;
+4. measure (`measure`): the image, model and residual at each candidate;
+5. data test (`datatest`): image - dirty at each candidate, against its channel's null;
+6. link (`candidates.link_channels`): one candidate per feature across channels;
+7. reliability and false alarms (`candidates`): against negative spikes and the null;
+8. classify (`classify`): confetti, benign, real, noise, diverged or uncertain;
+9. catalog (`catalog`) and summary.
+
+`scan` runs every stage; `scan_block` is stages 2-5 on one channel block (what a parallel
+or distributed run maps over), a pure function of the products and the block.
 """
 
 from __future__ import annotations

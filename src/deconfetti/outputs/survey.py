@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .classify import CLASSES
-from .outputs import atomic_write
-from .scan import ScanResult
-from .tables import Column, make_table, stamp
+from ..classify import CLASSES
+from ..files import atomic_write
+from ..tables import Column, make_table, stamp
+
+if TYPE_CHECKING:
+    from ..pipeline import ScanResult
 
 __all__ = ["SURVEY_COLUMNS", "survey_row", "write_survey"]
 
@@ -28,7 +30,7 @@ SURVEY_COLUMNS: dict[str, Column] = {
 }
 
 
-def survey_row(image: Path, *, result: ScanResult | None = None, output: Path | None = None,
+def survey_row(image: Path, *, result: "ScanResult | None" = None, output: Path | None = None,
                error: str | None = None) -> dict[str, Any]:
     """One survey row, from a finished scan or from the error that stopped it."""
     row: dict[str, Any] = {"cube": str(image), "status": "ok" if error is None else error,

@@ -18,11 +18,13 @@ from typing import Iterator
 
 import numpy as np
 
-from .errors import InputError
-from .files import check_outputs_apart
-from .io.casa import save_as_casa
-from .io.discover import TAG, repaired_path
-from .io.products import Product
+from ..errors import InputError
+from ..files import check_outputs_apart
+from ..io.casa import save_as_casa
+from ..io.discover import TAG, repaired_path
+from ..io.products import Product, open_products
+from .consistency import verify
+from .solve import repair
 
 __all__ = ["repaired_path", "PatchedCopy", "patched_copies", "link_unchanged",
            "write_startmodel", "write_repaired"]
@@ -162,8 +164,8 @@ def write_repaired(result, *, outdir: Path | None = None, overwrite: bool = Fals
 
     Parameters
     ----------
-    result : deconfetti.scan.ScanResult
-        A scan (`deconfetti.scan` or `deconfetti.outputs.read_scan`).
+    result : deconfetti.ScanResult
+        A scan (`deconfetti.scan` or `deconfetti.read_scan`).
     outdir : Path, optional
         Where the repaired products go (default: beside the inputs).
     startmodel : bool
@@ -172,12 +174,9 @@ def write_repaired(result, *, outdir: Path | None = None, overwrite: bool = Fals
     Returns
     -------
     (astropy.table.Table, dict)
-        The repair log (`deconfetti.repair.REPAIR_COLUMNS`) and the written paths by kind
+        The repair log (`deconfetti.repair.log.REPAIR_COLUMNS`) and the written paths by kind
         (empty when nothing was removed).
     """
-    from .io.products import open_products
-    from .repair import repair, verify
-
     products = result.products
     config = config or result.config
     kinds = ("model", "image", "residual")
@@ -189,7 +188,7 @@ def write_repaired(result, *, outdir: Path | None = None, overwrite: bool = Fals
         with patched_copies(products, kinds, outdir, overwrite=overwrite) as copies:
             def apply(chan, done):
                 for kind in kinds:
-                    copies[kind].add(chan, getattr(done, kind))
+                    copies[kind].add(chan, getattr(done, f"{kind}_delta"))
 
             log = repair(products, catalog, result.rms, config=config, apply=apply)
             if not np.any(log["status"] == "removed"):

@@ -43,183 +43,34 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 from astropy.table import Table
-from scipy import fft as sfft
 
-from .config import Config
-from .errors import InputError
-from .features import psf_convolve, psf_peak, restore, spectral_contrast, zero_nan
-from .io.products import Products
-from .tables import Column, make_table
+from ..config import Config
+from ..errors import InputError
+from ..features import psf_convolve, psf_peak, restore, spectral_contrast, zero_nan
+from ..io.products import Products
+from .consistency import imprint_share
+from .log import log_table
+from .select import INVISIBLE_SHARE, InvisiblePoints, hot_pixel, model_excess
 
-__all__ = ["REPAIR_COLUMNS", "ChannelRepair", "InvisiblePoints", "model_excess", "hot_pixel",
-           "imprint_share", "repair_channel", "repair", "verify"]
+__all__ = ["ChannelRepair", "repair_channel", "repair"]
 
 log = logging.getLogger(__name__)
-
-#: the repair log's columns
-REPAIR_COLUMNS: dict[str, Column] = {
-    "id": Column("i8", None, "candidate id in candidates.ecsv"),
-    "channel": Column("i8", None, "channel index (0-based)"),
-    "x": Column("i8", "pix", "candidate column (0-based)"),
-    "y": Column("i8", "pix", "candidate row (0-based)"),
-    "status": Column("U", None, "'removed', or 'refused' (the data do not allow the removal)"),
-    "method": Column("U", None,
-        "what was removed: 'cluster' (the compact component and its bowl) or 'invisible point' "
-        "(the part of a point the data do not see)"),
-    "reason": Column("U", None, "why, in words"),
-    "npix": Column("i8", None, "model pixels changed"),
-    "flux_removed": Column("f8", "Jy", "sum of the removed components (positive minus negative)"),
-    "positive_removed": Column("f8", "Jy", "sum of the removed positive components"),
-    "negative_removed": Column("f8", "Jy",
-        "sum of the removed negative components (a negative number)"),
-    "peak_component": Column("f8", "Jy/pixel", "brightest removed component"),
-    "restored_removed": Column("f8", "Jy/beam",
-        "clean beam (*) removed components at the candidate"),
-    "restored_sigma": Column("f8", None, "restored_removed in units of the channel's sigma"),
-    "psf_peak_sigma": Column("f8", None,
-        "peak of psf (*) removed components within the fit radius, in units of the channel's "
-        "sigma"),
-    "imprint": Column("f8", None, "share of -(psf (*) removed) the residual carries (0..1)"),
-    "consistency_sigma": Column("f8", None,
-        "the data-consistency figure, (1 - imprint) * psf_peak_sigma: how much the removal "
-        "worsens the fit to the dirty image"),
-    "radius": Column("f8", "pix", "radius of the removed cluster"),
-    "footprint": Column("f8", "pix", "radius within which the image changes"),
-    "image_before": Column("f8", "Jy/beam", "image at the candidate before repair"),
-    "image_after": Column("f8", "Jy/beam", "image at the candidate after repair"),
-    "sigma": Column("f8", "Jy/beam", "the channel's thermal noise"),
-    "score_before": Column("f8", None,
-        "the scan's unsupported excess at the candidate (its score), in sigma"),
-    "score_after": Column("f8", None,
-        "the same data test on the repaired products, in sigma; NaN when nothing was written"),
-}
 
 
 @dataclass
 class ChannelRepair:
     """What the repair changes in one channel: planes to add, ``(ny, nx)``, and the log
-    rows of its candidates. ``model`` is in Jy/pixel, ``image`` and ``residual`` in
-    Jy/beam; all are None when nothing was removed."""
+    rows of its candidates. ``model_delta`` is in Jy/pixel, ``image_delta`` and
+    ``residual_delta`` in Jy/beam; all are None when nothing was removed."""
 
-    model: np.ndarray | None
-    image: np.ndarray | None
-    residual: np.ndarray | None
+    model_delta: np.ndarray | None
+    image_delta: np.ndarray | None
+    residual_delta: np.ndarray | None
     rows: list[dict]
-
-
-def model_excess(model: np.ndarray, chan: int) -> np.ndarray:
-    """One-channel excess of ``model[chan]`` over the median of channels chan-1..chan+1
-    (of the one neighbour at a cube edge), Jy/pixel, shape ``(ny, nx)``.
-
-    A component that the adjacent channels also hold (a real source, extended emission)
-    is not in it; a component of this channel only is, with its sign.
-    """
-    lo, hi = max(0, chan - 1), min(len(model), chan + 2)
-    if hi - lo < 2:
-        raise InputError("a one-channel model has no adjacent channels to repair against")
-    baseline = np.median(model[lo:hi], axis=0) if hi - lo == 3 else model[lo:hi].mean(axis=0)
-    return model[chan] - baseline
-
-
-def imprint_share(residual: np.ndarray, imprint: np.ndarray) -> float:
-    """Least-squares amplitude of ``-imprint`` in ``residual``, clipped to [0, 1]
-    (same-shape arrays; NaN pixels ignored)."""
-    ok = np.isfinite(residual) & np.isfinite(imprint)
-    power = float(np.sum(imprint[ok] ** 2))
-    if power == 0:
-        return 0.0
-    return float(np.clip(-np.sum(residual[ok] * imprint[ok]) / power, 0.0, 1.0))
-
-
-def hot_pixel(excess: np.ndarray, y: int, x: int, radius: float) -> tuple[int, int]:
-    """``(y, x)`` of the largest ``excess`` within ``radius`` pixels of ``(y, x)`` (the
-    model pixel under an image peak, which may sit a pixel off it)."""
-    reach = int(radius)
-    ys = slice(max(0, y - reach), y + reach + 1)
-    xs = slice(max(0, x - reach), x + reach + 1)
-    yy, xx = np.ogrid[ys, xs]
-    near = np.where(np.hypot(yy - y, xx - x) <= radius, excess[ys, xs], -np.inf)
-    dy, dx = np.unravel_index(np.argmax(near), near.shape)
-    return ys.start + int(dy), xs.start + int(dx)
-
-
-#: levels L of |FFT psf| (relative to its peak): a uv cell of amplitude A counts as
-#: unmeasured with weight max(0, 1 - A / L)
-EMPTY_LEVELS = np.geomspace(0.004, 0.06, 14)
-#: levels fitted between the two neighbours of the best of `EMPTY_LEVELS` (steps of 7 %:
-#: the restored part of a point grows about as L)
-REFINE_LEVELS = 5
-#: an invisible point is removed only when its restored part makes at least this share
-#: of the candidate's one-channel image spike (a real source's invisible part makes ~5 %)
-INVISIBLE_SHARE = 0.5
-
-
-class InvisiblePoints:
-    """The part of a point component at each candidate of one channel that the data do
-    not see: the point filtered to the uv cells the psf leaves unmeasured (weight
-    ``max(0, 1 - |FFT psf| / L)`` for each level ``L`` of `EMPTY_LEVELS`, then
-    `REFINE_LEVELS` more around the best), amplitudes fitted jointly to the channel's
-    model excess. The soft weight keeps the barely measured cells, where a hard cut leaks
-    most, nearly out of the removal.
-
-    A bright model pixel whose bowl has power only in the unmeasured cells is invisible
-    in the dirty image however far the bowl reaches, so no local cluster describes it.
-    The projection is periodic (FFT over the plane); the data test of a removal uses the
-    psf truncated at its extent, as everywhere else (`psf_convolve`).
-    """
-
-    def __init__(self, excess: np.ndarray, psf: np.ndarray, sites: list[tuple[int, int]]):
-        self.sites = sites
-        self.fits: list[tuple[float, float, np.ndarray]] = []  # (explained, level, amplitudes)
-        if psf.shape != excess.shape or not np.any(excess):
-            return
-        py, px = psf_peak(psf)
-        amplitude = np.abs(sfft.fft2(np.roll(psf, (-py, -px), axis=(0, 1))))
-        self.amplitude = amplitude / amplitude.max()
-        # a template's products with the excess and with the other templates are sums over
-        # uv cells: the excess's spectrum and each site's phase ramp, per axis
-        self._spectrum = sfft.fft2(excess)
-        self._power = float(np.sum(excess ** 2))
-        self._ramps = [tuple(np.exp(2j * np.pi * np.fft.fftfreq(n) * i)
-                             for n, i in zip(excess.shape, site)) for site in sites]
-        for level in EMPTY_LEVELS:
-            self._fit(level)
-        best = int(np.argmax([explained for explained, _, _ in self.fits]))
-        lo, hi = EMPTY_LEVELS[max(0, best - 1)], EMPTY_LEVELS[min(len(EMPTY_LEVELS) - 1, best + 1)]
-        for level in np.geomspace(lo, hi, REFINE_LEVELS + 2)[1:-1]:
-            if not np.any(np.isclose(level, EMPTY_LEVELS)):
-                self._fit(level)
-
-    def _weight(self, level: float) -> np.ndarray:
-        """How unmeasured each uv cell counts for ``level`` (0..1)."""
-        return np.clip(1.0 - self.amplitude / level, 0.0, 1.0)
-
-    def _fit(self, level: float) -> None:
-        """Fit the points of ``level`` to the excess jointly, by least squares; keep
-        (explained share of its power, level, amplitudes in Jy/pixel)."""
-        weight = self._weight(level)
-        cells = weight.size
-        seen = weight * self._spectrum
-        squared = weight ** 2
-        along = np.array([np.real(ry @ seen @ rx) for ry, rx in self._ramps]) / cells
-        cross = np.array([[np.real((ry * sy.conj()) @ squared @ (rx * sx.conj()))
-                           for sy, sx in self._ramps] for ry, rx in self._ramps]) / cells
-        amplitudes = np.linalg.lstsq(cross, along, rcond=None)[0]
-        residue = self._power - 2 * amplitudes @ along + amplitudes @ cross @ amplitudes
-        self.fits.append((1.0 - float(residue) / self._power, float(level), amplitudes))
-
-    def parts(self, k: int) -> Iterator[np.ndarray]:
-        """Candidate ``k``'s invisible point (whole plane, Jy/pixel) for each level, the
-        level that best describes the excess first; none with a non-positive amplitude."""
-        for _, level, amplitudes in sorted(self.fits, reverse=True):
-            if amplitudes[k] > 0:
-                point = sfft.irfft2(self._weight(level)[:, :self.amplitude.shape[1] // 2 + 1],
-                                    self.amplitude.shape)
-                yield amplitudes[k] * np.roll(point, self.sites[k], axis=(0, 1))
 
 
 def repair_channel(model: np.ndarray, index: int, residual: np.ndarray, image: np.ndarray,
@@ -374,7 +225,7 @@ def repair(products: Products, catalog: Table, rms: np.ndarray, *, config: Confi
         Thermal noise per channel, Jy/beam (the scan's).
     apply : callable, optional
         Called as ``apply(chan, ChannelRepair)`` for each channel where something was
-        removed, e.g. to write the repaired planes (`deconfetti.repaired`).
+        removed, e.g. to write the repaired planes (`deconfetti.repair.write`).
 
     Returns
     -------
@@ -401,39 +252,9 @@ def repair(products: Products, catalog: Table, rms: np.ndarray, *, config: Confi
         rows.extend(done.rows)
         log.info("channel %d: %d of %d removed", chan,
                  sum(r["status"] == "removed" for r in done.rows), len(done.rows))
-        if apply is not None and done.model is not None:
+        if apply is not None and done.model_delta is not None:
             apply(chan, done)
-    return _log_table(rows)
-
-
-def verify(log: Table, catalog: Table, repaired: Products | None, rms: np.ndarray, *,
-           config: Config | None = None) -> Table:
-    """Fill ``score_before`` (from ``catalog``) and ``score_after``: the scan's data test
-    (`deconfetti.datatest.data_test`) at each logged candidate, on the ``repaired``
-    products (they need the original psf; None when nothing was written), reading only
-    the candidates' channels and their neighbours."""
-    from .datatest import data_test
-
-    config = config or Config()
-    log = log.copy()
-    scores = dict(zip(catalog["id"].tolist(), catalog["score"].tolist())) if len(catalog) else {}
-    log["score_before"] = [scores.get(int(i), np.nan) for i in log["id"]]
-    after = np.full(len(log), np.nan)
-    for chan in sorted({int(c) for c in log["channel"]}) if repaired is not None else []:
-        lo, hi = max(0, chan - 1), min(repaired.nchan, chan + 2)
-        rows = np.flatnonzero(np.asarray(log["channel"]) == chan)
-        psf = {c - lo: zero_nan(repaired.plane("psf", c)) for c in range(lo, hi)}
-        test = data_test(np.full(len(rows), chan - lo), np.asarray(log["y"])[rows],
-                         np.asarray(log["x"])[rows], image=repaired.read("image", lo, hi),
-                         model=zero_nan(repaired.read("model", lo, hi)),
-                         residual=repaired.read("residual", lo, hi), psf=psf, rms=rms[lo:hi],
-                         spike_rms=rms[lo:hi], beam=repaired.beam_pixels[lo:hi],
-                         ring_beams=config.classify.ring_beams)
-        after[rows] = test["score"]
-    log["score_after"] = after
-    for name in ("score_before", "score_after"):
-        log[name].description = REPAIR_COLUMNS[name].description
-    return log
+    return log_table(rows)
 
 
 def _figures(part: np.ndarray, restored: float, sigma: float, psf_sigma: float,
@@ -445,8 +266,3 @@ def _figures(part: np.ndarray, restored: float, sigma: float, psf_sigma: float,
                 restored_removed=restored, restored_sigma=restored / sigma,
                 psf_peak_sigma=psf_sigma, imprint=share,
                 consistency_sigma=(1.0 - share) * psf_sigma)
-
-
-def _log_table(rows: list[dict]) -> Table:
-    return make_table({name: [row.get(name, np.nan) for row in rows]
-                       for name in REPAIR_COLUMNS}, REPAIR_COLUMNS)

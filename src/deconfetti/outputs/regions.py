@@ -8,7 +8,7 @@ from astropy.coordinates import SkyCoord
 from astropy.table import Table
 from regions import CircleSkyRegion, RegionMeta, Regions, RegionVisual
 
-from .classify import CLASSES
+from ..classify import CLASSES
 
 __all__ = ["candidate_regions"]
 

@@ -1,5 +1,4 @@
-"""Write a scan's outputs into one folder, atomically (temporary name, then rename), and
-read them back.
+"""Write a scan's outputs into one folder, atomically (temporary name, then rename).
 
 Fixed names: ``candidates.ecsv``, ``summary.json``, ``confetti.reg`` (DS9),
 ``confetti.crtf`` (CASA/CARTA), ``peak.fits`` (peak intensity, for the report's overview),
@@ -11,24 +10,23 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
-from .config import Config
-from .errors import InputError
-from .files import LOCK_NAME, atomic_write, check_outputs_apart, lock_output_dir
-from .io.products import open_products
+from ..errors import InputError
+from ..files import LOCK_NAME, atomic_write, check_outputs_apart
+from ..io.discover import TAG
+from ..report import render
 from .regions import candidate_regions
-from .report import render
-from .scan import ScanResult
 
-__all__ = ["OUTPUT_NAMES", "REPORT_NAME", "FIGURES_DIR", "CHECKPOINT_DIR", "LOCK_NAME",
-           "default_output_dir", "check_output_dir", "lock_output_dir", "write_outputs",
-           "write_figures", "write_report", "write_repair_log", "read_scan", "atomic_write",
-           "REPAIR_LOG_NAME"]
+if TYPE_CHECKING:
+    from ..pipeline import ScanResult
+
+__all__ = ["OUTPUT_NAMES", "REPORT_NAME", "FIGURES_DIR", "CHECKPOINT_DIR", "REPAIR_LOG_NAME",
+           "default_output_dir", "check_output_dir", "write_outputs", "write_figures",
+           "write_report", "write_repair_log"]
 
 #: role -> file name inside the output folder
 OUTPUT_NAMES = {"catalog": "candidates.ecsv", "summary": "summary.json",
@@ -43,7 +41,7 @@ CHECKPOINT_DIR = ".deconfetti-checkpoint"
 
 def default_output_dir(products_name: str) -> Path:
     """``<imagename>.deconfetti/`` beside the products."""
-    return Path(f"{products_name}.deconfetti")
+    return Path(f"{products_name}.{TAG}")
 
 
 def check_output_dir(outdir: Path, *, overwrite: bool = False,
@@ -123,28 +121,6 @@ def write_repair_log(log, outdir: Path) -> Path:
     """``outdir/repair.ecsv``: what `deconfetti.repair.repair` removed and refused."""
     return atomic_write(Path(outdir) / REPAIR_LOG_NAME,
                         lambda p: log.write(p, format="ascii.ecsv", overwrite=True))
-
-
-def read_scan(outdir: Path) -> ScanResult:
-    """Read a scan folder back (the products are reopened from the recorded paths)."""
-    outdir = Path(outdir)
-    paths = {role: outdir / name for role, name in OUTPUT_NAMES.items()}
-    for role in ("catalog", "summary", "peak"):
-        if not paths[role].exists():
-            raise InputError(f"{paths[role]}: not found; is {outdir} a deconfetti scan folder?")
-    try:
-        summary = json.loads(paths["summary"].read_text(encoding="utf-8"))
-        catalog = Table.read(paths["catalog"], format="ascii.ecsv")
-        peak = fits.getdata(paths["peak"]).astype(np.float32)
-        inputs = dict(summary["inputs"])
-        rms = np.array([np.nan if c["rms_jy_beam"] is None else c["rms_jy_beam"]
-                        for c in summary["channels"]])
-        config = Config().replace(summary["parameters"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"{outdir}: unreadable scan output ({exc})") from None
-    products = open_products(inputs.pop("image"), **inputs)
-    return ScanResult(candidates=catalog, summary=summary, products=products, config=config,
-                      rms=rms, peak=peak)
 
 
 def _empty_regions(fmt: str) -> str:

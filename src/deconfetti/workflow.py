@@ -1,0 +1,226 @@
+"""Scans and repairs into folders: what the command line runs, as functions.
+
+`scan_to_folder` scans one product set and writes every output; `read_scan` reads a scan
+folder back; `repair_scan` repairs the confetti of a scan and logs it beside the scan;
+`write_scan_report` renders a folder's report again; `scan_many` scans every product set
+under some paths and writes the survey.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from astropy.io import fits
+from astropy.table import Table
+
+from .checkpoint import BlockStore
+from .config import Config
+from .errors import InputError
+from .files import check_outputs_apart, lock_output_dir, remove_temporaries
+from .io.discover import find_images
+from .io.products import Products, open_products
+from .outputs import (CHECKPOINT_DIR, FIGURES_DIR, OUTPUT_NAMES, REPAIR_LOG_NAME, REPORT_NAME,
+                      check_output_dir, default_output_dir, write_figures, write_outputs,
+                      write_repair_log, write_report)
+from .outputs.survey import survey_row, write_survey
+from .pipeline import ScanResult, scan
+from .repair import write_repaired
+from .report import evidence_pngs
+
+__all__ = ["scan_to_folder", "read_scan", "repair_scan", "write_scan_report", "scan_many"]
+
+
+def scan_to_folder(products: "Products | str | Path", outdir: str | Path | None = None, *,
+                   config: Config | None = None, overwrite: bool = False,
+                   resume: bool = False, figures: int = 10, report: bool = False,
+                   top: int = 25, client: Any = None,
+                   progress: Callable[[int, int], None] | None = None
+                   ) -> tuple[ScanResult, dict[str, Path]]:
+    """Scan one product set and write its outputs into ``outdir``.
+
+    Parameters
+    ----------
+    products : Products, str or Path
+        Anything `open_products` accepts.
+    outdir : str or Path, optional
+        The scan folder, created if needed (default ``<imagename>.deconfetti/`` beside
+        the products).
+    config : Config, optional
+    overwrite : bool
+        Replace the outputs of an earlier scan there.
+    resume : bool
+        Reuse the blocks an interrupted scan there left (same inputs and parameters).
+    figures : int
+        Write the evidence figures of the first ``figures`` candidates into ``figures/``.
+    report : bool
+        Write ``report.html`` with the figures of the first ``top`` candidates.
+    client : dask.distributed.Client, optional
+        Run the blocks on this cluster.
+    progress : callable, optional
+        As in `deconfetti.scan`.
+
+    Returns
+    -------
+    (ScanResult, dict)
+        The scan, and the written files by role (``catalog``, ``summary``, ``ds9``,
+        ``crtf``, ``peak`` and ``report``).
+    """
+    products = open_products(products)
+    config = config or Config()
+    outdir = Path(outdir) if outdir is not None else default_output_dir(products.name)
+    created = not outdir.exists()
+    try:
+        check_output_dir(outdir, overwrite=overwrite, inputs=products.paths.values())
+    except InputError:
+        if created:
+            with contextlib.suppress(OSError):
+                outdir.rmdir()  # only if still empty: another run may be starting there
+        raise
+    with lock_output_dir(outdir):
+        try:
+            for folder in (outdir, outdir / FIGURES_DIR):
+                remove_temporaries(folder)  # left by a killed run
+            store = BlockStore(outdir / CHECKPOINT_DIR, products, config.to_dict(),
+                               resume=resume)
+            result = scan(products, config=config, store=store, client=client,
+                          progress=progress)
+            paths = write_outputs(result, outdir, overwrite=True)
+            count = max(figures, top if report else 0)
+            pngs = evidence_pngs(result.products, result.candidates[:count])
+            if figures > 0:
+                write_figures({i: pngs[i] for i in list(pngs)[:figures]}, outdir)
+            if report:
+                paths["report"] = write_report(result, outdir, top=top, pngs=pngs)
+            store.remove()
+        except InputError:
+            if created:  # leave nothing behind where nothing was before (the lock is ours)
+                shutil.rmtree(outdir, ignore_errors=True)
+            raise
+    return result, paths
+
+
+def read_scan(outdir: str | Path) -> ScanResult:
+    """Read a scan folder back (the products are reopened from the recorded paths)."""
+    outdir = Path(outdir)
+    paths = {role: outdir / name for role, name in OUTPUT_NAMES.items()}
+    for role in ("catalog", "summary", "peak"):
+        if not paths[role].exists():
+            raise InputError(f"{paths[role]}: not found; is {outdir} a deconfetti scan folder?")
+    try:
+        summary = json.loads(paths["summary"].read_text(encoding="utf-8"))
+        catalog = Table.read(paths["catalog"], format="ascii.ecsv")
+        peak = fits.getdata(paths["peak"]).astype(np.float32)
+        inputs = dict(summary["inputs"])
+        rms = np.array([np.nan if c["rms_jy_beam"] is None else c["rms_jy_beam"]
+                        for c in summary["channels"]])
+        config = Config().replace(summary["parameters"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{outdir}: unreadable scan output ({exc})") from None
+    products = open_products(inputs.pop("image"), **inputs)
+    return ScanResult(candidates=catalog, summary=summary, products=products, config=config,
+                      rms=rms, peak=peak)
+
+
+def write_scan_report(scandir: str | Path, *, top: int = 25,
+                      overwrite: bool = False) -> Path:
+    """Render ``report.html`` of a scan folder again (with its repair log, if any)."""
+    scandir = Path(scandir)
+    if (scandir / REPORT_NAME).exists() and not overwrite:
+        raise InputError(f"{scandir / REPORT_NAME}: exists; delete it or pass --overwrite")
+    return write_report(read_scan(scandir), scandir, top=top)
+
+
+def repair_scan(source: str | Path, outdir: str | Path | None = None, *,
+                config: Config | None = None, overrides: dict | None = None,
+                overwrite: bool = False, startmodel: bool = False
+                ) -> tuple[ScanResult, Table, dict[str, Path], Path]:
+    """Repair the confetti of a scan and write the repaired products.
+
+    Parameters
+    ----------
+    source : str or Path
+        A scan folder, or products (then scanned first into their default scan folder).
+    outdir : str or Path, optional
+        Where the repaired products go (default: beside the inputs); created if needed.
+    config : Config, optional
+        Parameters (default: the scan folder's own, or the defaults).
+    overrides : dict, optional
+        ``{stage: {key: value}}`` applied on top of the scan folder's parameters when
+        ``config`` is not given.
+    startmodel : bool
+        Also write ``NAME.deconfetti.startmodel`` for ``tclean(startmodel=...)``.
+
+    Returns
+    -------
+    (ScanResult, Table, dict, Path)
+        The scan, the repair log, the written products by kind and the log's path
+        (``repair.ecsv`` in the scan folder).
+    """
+    source = Path(source)
+    outdir = Path(outdir) if outdir is not None else None
+    overrides = overrides or {}
+    if (source / OUTPUT_NAMES["summary"]).exists():
+        scandir, result = source, read_scan(source)
+        config = config or result.config.replace(overrides)
+        check_outputs_apart([p for p in (outdir, scandir / REPAIR_LOG_NAME) if p],
+                            result.products.paths.values())
+    else:
+        config = config or Config().replace(overrides)
+        products = open_products(source)
+        scandir = default_output_dir(products.name)
+        if outdir is not None:
+            check_outputs_apart([outdir], products.paths.values())
+        result, _ = scan_to_folder(products, scandir, config=config, overwrite=overwrite,
+                                   figures=0)
+    if outdir is not None:
+        try:
+            outdir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"{outdir}: cannot create the output folder "
+                             f"({exc.strerror or exc})") from None
+    with lock_output_dir(scandir):  # one repair of a scan at a time
+        log, paths = write_repaired(result, outdir=outdir, overwrite=overwrite,
+                                    startmodel=startmodel, config=config)
+        log_path = write_repair_log(log, scandir)
+    return result, log, paths, log_path
+
+
+def scan_many(sources: list[str | Path], survey: str | Path = ".", *,
+              config: Config | None = None,
+              done: Callable[[int, int, Path, str], None] | None = None,
+              progress: Callable[[str], Any] | None = None,
+              **options: Any) -> tuple[list[dict[str, Any]], tuple[Path, Path]]:
+    """Scan every product set under ``sources`` into its default scan folder and write the
+    survey (``survey.ecsv``, ``survey.json``) into ``survey``.
+
+    ``done(number, total, image, status)`` is called after each cube; ``progress(name)``,
+    a context manager, gives each cube's progress callable (as in `scan_to_folder`);
+    ``options`` go to `scan_to_folder`. A cube that fails is recorded with its error and
+    the others go on. Returns the survey rows and the two survey paths.
+    """
+    config = config or Config()
+    images = find_images(sources)
+    if not images:
+        raise InputError(f"no tclean products (*.image, *.image.fits, .tt0) found in "
+                         f"{' '.join(map(str, sources))}")
+    rows = []
+    for number, image in enumerate(images, start=1):
+        try:
+            products = open_products(image)
+            outdir = default_output_dir(products.name)
+            with progress(products.name) if progress else contextlib.nullcontext() as update:
+                result, _ = scan_to_folder(products, outdir, config=config, progress=update,
+                                           **options)
+            rows.append(survey_row(image, result=result, output=outdir))
+            status = ", ".join(f"{n} {k}" for k, n in result.counts.items())
+        except InputError as exc:
+            rows.append(survey_row(image, error=str(exc)))
+            status = f"error: {exc}"
+        if done is not None:
+            done(number, len(images), image, status)
+    return rows, write_survey(rows, Path(survey), config=config.to_dict())
