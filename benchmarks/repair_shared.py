@@ -1,6 +1,6 @@
 """Repair the shared labelled cases and measure it against their truth.
 
-Usage: python benchmarks/repair_shared.py [../shared/data] [--set repair.threshold=99]
+Usage: python benchmarks/repair_shared.py [../shared/data] [--set repair.consistency_max=99]
 
 For each case: scan, repair (in memory), then, per confetti label (channel, x, y):
 the image-minus-truth error at the label before and after, also high-passed as the labels

@@ -22,13 +22,13 @@ import deconfetti
 from deconfetti.report import render
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from test_report import browser  # noqa: E402
+from chromium import browser  # noqa: E402
 
 
 def many(table, n, rng):
     copies = vstack([table] * int(np.ceil(n / len(table))))[:n]
-    copies["score"] = copies["score"] + rng.normal(0, 0.5, n)
-    copies.sort("score", reverse=True)
+    copies["unsupported_snr"] = copies["unsupported_snr"] + rng.normal(0, 0.5, n)
+    copies.sort("unsupported_snr", reverse=True)
     copies["id"] = np.arange(1, n + 1)
     return copies
 

@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 
 from deconfetti.candidates import false_alarm
-from deconfetti.classify import CLASSES, classify
+from deconfetti.classify import classify
 from deconfetti.config import ClassifyConfig
 
 CASES = [
-    # spike, image, dirty, score, false alarms, reliability, found_by, diverged -> class
+    # spike, image, dirty, excess, false alarms, reliability, found_by, diverged -> class
     (9.0, 9.5, 0.5, 8.5, 1e-6, 0.2, "spike+model", False, "confetti"),  # image only
     (4.4, 5.0, -2.0, 4.4, 1e-4, np.nan, "model", False, "confetti"),  # faint, none in the data
     (9.0, 9.5, 0.5, 8.5, 3.0, 0.2, "spike+model", False, "uncertain"),  # the channel's own
@@ -26,30 +26,25 @@ CASES = [
 ]
 
 
-def one(spike, image, dirty, score, alarms, reliability, how, diverged,
+def one(spike, image, dirty, excess, alarms, reliability, how, diverged,
         rules=ClassifyConfig()):
     labels, reasons = classify(np.array([spike]), np.array([1.0]), np.array([image]),
-                               np.array([dirty]), np.array([score]), np.array([alarms]),
+                               np.array([dirty]), np.array([excess]), np.array([alarms]),
                                np.array([reliability]), np.array([how]), np.array([diverged]),
                                rules=rules)
     return labels[0], reasons[0]
 
 
-@pytest.mark.parametrize("spike, image, dirty, score, alarms, reliability, how, diverged, "
+@pytest.mark.parametrize("spike, image, dirty, excess, alarms, reliability, how, diverged, "
                          "expected", CASES)
-def test_rules(spike, image, dirty, score, alarms, reliability, how, diverged, expected):
-    label, reason = one(spike, image, dirty, score, alarms, reliability, how, diverged)
+def test_rules(spike, image, dirty, excess, alarms, reliability, how, diverged, expected):
+    label, reason = one(spike, image, dirty, excess, alarms, reliability, how, diverged)
     assert label == expected, reason
 
 
 def test_a_reason_states_what_the_data_hold():
     label, reason = one(25.5, 25.5, 15.3, 9.7, 1e-9, np.nan, "model", False)
     assert "the data hold 60% of the image spike" in reason
-
-
-def test_every_class_has_a_distinct_colour():
-    colours = [colour for colour, _ in CLASSES.values()]
-    assert len(set(colours)) == len(colours)
 
 
 def test_thresholds_are_parameters():

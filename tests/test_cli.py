@@ -29,7 +29,7 @@ def test_scan_prefix_writes_every_output(sim_casa, tmp_path, capsys):
     table = Table.read(out / "candidates.ecsv")
     assert table.colnames == list(COLUMNS)
     assert str(table["image_peak"].unit) == "Jy / beam"
-    assert table["score"].description == COLUMNS["score"].description
+    assert table["unsupported_snr"].description == COLUMNS["unsupported_snr"].description
     summary = json.loads((out / "summary.json").read_text())
     assert summary["counts"]["confetti"] == 2
     assert summary["inputs"]["psf"].endswith("cube.psf")

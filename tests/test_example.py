@@ -19,7 +19,6 @@ def beam_major(result):
 def test_every_labelled_confetti_is_found(example_scan):
     table = example_scan.candidates
     confetti = [row for row in LABELS if row["cls"] == "confetti"]
-    assert len(confetti) == 4
     for label in confetti:
         hits = near(table[table["classification"] == "confetti"], int(label["channel"]),
                     float(label["y"]), float(label["x"]), radius=beam_major(example_scan),

@@ -4,6 +4,19 @@ import pytest
 from deconfetti.features import (contrast_at, neighbour_max, psf_convolve, psf_convolve_at,
                                  ring_offsets, spectral_contrast, spread_max)
 
+def test_psf_convolve_is_scipys_convolution_about_the_psf_peak():
+    """Against scipy (independent of the code the simulator and the repair share)."""
+    from scipy import signal
+
+    rng = np.random.default_rng(5)
+    model = rng.normal(size=(40, 52))
+    psf = rng.uniform(-0.2, 0.5, size=(31, 41))
+    psf[15, 20] = 1.0
+    np.testing.assert_allclose(psf_convolve(model, psf),
+                               signal.convolve(model, psf, mode="same", method="direct"),
+                               atol=1e-9)
+
+
 def test_psf_convolve_at_matches_full_convolution():
     rng = np.random.default_rng(0)
     model = np.zeros((40, 50))

@@ -1,6 +1,5 @@
 """The HTML report, checked in headless Chromium as a person would use it."""
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -9,25 +8,12 @@ from astropy.io import fits
 
 from deconfetti.cli import main
 from deconfetti.outputs import write_outputs, write_report
-from deconfetti.workflow import read_scan
 from deconfetti.simulate import simulate_cube, write_products
+from deconfetti.workflow import read_scan
+
+from chromium import browser
 
 SCREENSHOTS = Path(__file__).parent / "screenshots"
-
-
-def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--window-size=1300,1800"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    service = Service(shutil.which("chromedriver") or "/usr/bin/chromedriver")
-    return webdriver.Chrome(service=service, options=options)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +47,7 @@ def test_report_loads_sorts_and_filters(driver, example_report, example_scan):
     table = example_scan.candidates
     shown = rows(driver)
     assert len(shown) == len(table)
-    assert [int(r[0]) for r in shown] == list(table["id"])  # by score, highest first
+    assert [int(r[0]) for r in shown] == list(table["id"])  # by unsupported_snr, highest first
     SCREENSHOTS.mkdir(exist_ok=True)
     driver.save_screenshot(str(SCREENSHOTS / "report.png"))
     headings = {th.text: th for th in driver.find_elements(By.CSS_SELECTOR, "#candidates th")}

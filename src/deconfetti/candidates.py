@@ -172,13 +172,13 @@ def spike_reliability(strength: np.ndarray, negative: np.ndarray) -> np.ndarray:
     return np.clip(1.0 - n_neg / np.maximum(n_pos, 1), 0.0, 1.0)
 
 
-def false_alarm(score: np.ndarray, null_spread: np.ndarray, beams: float) -> np.ndarray:
+def false_alarm(unsupported_snr: np.ndarray, null_spread: np.ndarray, beams: float) -> np.ndarray:
     """Expected number of pixels, one per beam of the cube, whose unsupported excess
-    reaches ``score`` by chance.
+    reaches ``unsupported_snr`` by chance.
 
     Parameters
     ----------
-    score, null_spread : ndarray, shape (n,)
+    unsupported_snr, null_spread : ndarray, shape (n,)
         The unsupported excess and the robust rms of the same statistic at random pixels
         of the candidate's channel, both in rms.
     beams : float
@@ -187,17 +187,18 @@ def false_alarm(score: np.ndarray, null_spread: np.ndarray, beams: float) -> np.
     Returns
     -------
     ndarray, shape (n,)
-        ``beams * Q(score / null_spread)``, Q the Gaussian upper tail; 0 where the
+        ``beams * Q(unsupported_snr / null_spread)``, Q the Gaussian upper tail; 0 where the
         statistic does not vary at all, NaN where either is NaN.
     """
     from scipy.special import ndtr
 
-    score = np.asarray(score, dtype=float)
+    unsupported_snr = np.asarray(unsupported_snr, dtype=float)
     spread = np.asarray(null_spread, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(spread > 0, score / spread, np.where(score > 0, np.inf, -np.inf))
+        z = np.where(spread > 0, unsupported_snr / spread,
+                     np.where(unsupported_snr > 0, np.inf, -np.inf))
     out = beams * ndtr(-z)
-    return np.where(np.isfinite(score) & np.isfinite(spread), out, np.nan)
+    return np.where(np.isfinite(unsupported_snr) & np.isfinite(spread), out, np.nan)
 
 
 def _suppress(points: np.ndarray, radius: float) -> np.ndarray:

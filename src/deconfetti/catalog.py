@@ -17,7 +17,7 @@ __all__ = ["COLUMNS", "empty_catalog", "make_catalog"]
 
 #: the catalog's columns
 COLUMNS: dict[str, Column] = {
-    "id": Column("i8", None, "candidate number, from 1, in order of decreasing score"),
+    "id": Column("i8", None, "candidate number, from 1, in order of decreasing unsupported_snr"),
     "x": Column("i8", "pix", "column of the peak pixel, 0-based (numpy [chan, y, x])"),
     "y": Column("i8", "pix", "row of the peak pixel, 0-based"),
     "channel": Column("i8", None, "spectral channel, 0-based"),
@@ -48,7 +48,7 @@ COLUMNS: dict[str, Column] = {
         "fraction of image spikes at least this strong that noise does not explain: 1 - "
         "N(negative spikes >= spike_snr) / N(positive spikes >= spike_snr) over the cube; NaN "
         "for model components"),
-    "score": Column("f8", None,
+    "unsupported_snr": Column("f8", None,
         "unsupported excess: one-channel contrast of image - dirty at the peak, or that minus "
         "its median on a ring if smaller (one-plane products: image - dirty minus its ring "
         "median), in rms; NaN without a psf"),
@@ -58,8 +58,9 @@ COLUMNS: dict[str, Column] = {
         "channels move the statistic; NaN without a psf"),
     "false_alarm": Column("f8", None,
         "expected number of pixels in the cube, one per beam, whose unsupported excess reaches "
-        "score by chance: beams in the cube times the Gaussian tail beyond score / null_spread "
-        "(below ~0.1, the probability of a false alarm); NaN without a psf"),
+        "unsupported_snr by chance: beams in the cube times the Gaussian tail beyond "
+        "unsupported_snr / null_spread (below ~0.1, the probability of a false alarm); NaN "
+        "without a psf"),
     "classification": Column("U", None, "confetti, benign, real, noise, diverged or uncertain"),
     "reason": Column("U", None, "why the candidate got its class"),
     "found_by": Column("U", None, "spike (image spike), model (model component) or spike+model"),
@@ -80,7 +81,7 @@ def empty_catalog() -> Table:
 
 def make_catalog(columns: dict[str, np.ndarray], products: Products, *,
                  meta: dict[str, Any] | None = None) -> Table:
-    """Add sky coordinates, frequency and velocity; sort by score; number from 1.
+    """Add sky coordinates, frequency and velocity; sort by unsupported_snr; number from 1.
 
     Parameters
     ----------
@@ -99,7 +100,7 @@ def make_catalog(columns: dict[str, np.ndarray], products: Products, *,
     columns["frequency"] = products.frequency[columns["channel"]] if n else np.zeros(0)
     columns["velocity"] = products.velocity[columns["channel"]] if n else np.zeros(0)
     order = np.lexsort((columns["x"], columns["y"], columns["channel"],
-                        -np.nan_to_num(columns["score"], nan=-np.inf)))
+                        -np.nan_to_num(columns["unsupported_snr"], nan=-np.inf)))
     columns = {k: np.asarray(v)[order] for k, v in columns.items()}
     columns["id"] = np.arange(1, n + 1)
     table = _table(columns)

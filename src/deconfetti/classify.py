@@ -9,7 +9,7 @@ candidates are reported as ``diverged``, not as point sources.
 
 The candidate rules read ``spike_snr`` (the one-channel image spike; in a one-plane
 product, the image against its ring), ``image_snr``, ``dirty_snr`` (the same spike in the dirty
-image, i.e. in the data), ``score`` (the unsupported excess in channel rms), its
+image, i.e. in the data), ``unsupported_snr`` (the unsupported excess in channel rms), its
 ``false_alarm`` (measured against the same statistic at random pixels of the channel),
 ``reliability`` and ``found_by``:
 
@@ -56,7 +56,7 @@ def diverged(unsupported: np.ndarray | float, rules: ClassifyConfig) -> np.ndarr
 
 
 def classify(spike_snr: np.ndarray, spike_rms: np.ndarray, image_snr: np.ndarray,
-             dirty_snr: np.ndarray, score: np.ndarray, false_alarm: np.ndarray,
+             dirty_snr: np.ndarray, unsupported_snr: np.ndarray, false_alarm: np.ndarray,
              reliability: np.ndarray, found_by: np.ndarray, diverged: np.ndarray, *,
              rules: ClassifyConfig) -> tuple[np.ndarray, np.ndarray]:
     """Class and reason of each candidate.
@@ -69,7 +69,7 @@ def classify(spike_snr: np.ndarray, spike_rms: np.ndarray, image_snr: np.ndarray
         The spike noise in channel rms.
     image_snr : ndarray, shape (n,)
         The image at the candidate, in rms.
-    score : ndarray, shape (n,)
+    unsupported_snr : ndarray, shape (n,)
         In channel rms; NaN when there is no psf.
     false_alarm : ndarray, shape (n,)
         Expected false alarms as strong in the cube; NaN when there is no psf.
@@ -85,7 +85,7 @@ def classify(spike_snr: np.ndarray, spike_rms: np.ndarray, image_snr: np.ndarray
     classification, reason : ndarray of str, shape (n,)
     """
     labels, reasons = [], []
-    for values in zip(spike_snr, spike_rms, image_snr, dirty_snr, score, false_alarm,
+    for values in zip(spike_snr, spike_rms, image_snr, dirty_snr, unsupported_snr, false_alarm,
                       reliability, found_by, diverged):
         label, reason = _one(*(float(v) for v in values[:7]), str(values[7]),
                              bool(values[8]), rules)

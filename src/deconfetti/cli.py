@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "tclean(startmodel=...)")
     repair.add_argument("--config", metavar="FILE", help="TOML parameter file")
     repair.add_argument("--set", action="append", default=[], metavar="STAGE.KEY=VALUE",
-                        help="override one parameter, e.g. repair.threshold=2")
+                        help="override one parameter, e.g. repair.consistency_max=2")
     repair.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     _add_verbosity(repair)
 
@@ -292,7 +292,8 @@ def _repair_command(args: argparse.Namespace) -> int:
             print(f"  #{row['id']} channel {row['channel']} x={row['x']} y={row['y']}: "
                   f"{row['status']} ({row['reason']}; consistency "
                   f"{row['consistency_sigma']:.2f} sigma; unsupported excess "
-                  f"{row['score_before']:.1f} sigma before, {row['score_after']:.1f} after)")
+                  f"{row['unsupported_before']:.1f} sigma before, "
+                  f"{row['unsupported_after']:.1f} after)")
         for kind, path in paths.items():
             print(f"  {'linked' if kind in ('psf', 'pb') else 'wrote'} {path}")
         if "startmodel" in paths:
@@ -316,7 +317,7 @@ def _summary_text(result, outdir: Path, paths: dict) -> str:
     confetti = result.candidates[result.candidates["classification"] == "confetti"]
     for row in confetti[:10]:
         lines.append(f"  confetti #{row['id']}: channel {row['channel']} at x={row['x']} "
-                     f"y={row['y']}, {row['score']:.1f} sigma not in the data")
+                     f"y={row['y']}, {row['unsupported_snr']:.1f} sigma not in the data")
     if len(confetti) > 10:
         lines.append(f"  ... and {len(confetti) - 10} more in {paths['catalog'].name}")
     lines.append(f"  outputs in {outdir}/: " + " ".join(p.name for p in paths.values()))

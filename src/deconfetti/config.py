@@ -81,7 +81,7 @@ class RepairConfig:
     radius_beams: float = 4.0
     #: a removal is refused when it changes the fit to the data (the dirty image) by more
     #: than this, in units of the channel's sigma (see the repair log's consistency_sigma)
-    threshold: float = 1.0
+    consistency_max: float = 1.0
 
 
 @dataclass(frozen=True)

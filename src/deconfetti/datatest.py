@@ -50,10 +50,10 @@ def data_test(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, image: np.nda
     dict of ndarray, shape (n,)
         ``dirty_snr``: one-channel contrast of the dirty image at the candidate, in
         spike_rms;
-        ``score``: unsupported excess, rms: the contrast of ``image - dirty`` at the
+        ``unsupported_snr``: unsupported excess, rms: the contrast of ``image - dirty`` at the
         candidate, or that minus its median on the ring, whichever is smaller.
         In a one-plane product (no adjacent channels), everything is taken against the
-        ring instead: ``score`` is ``image - dirty`` minus its ring median, and
+        ring instead: ``unsupported_snr`` is ``image - dirty`` minus its ring median, and
         ``spike_snr`` (also returned) and ``dirty_snr`` are the image and the dirty image
         minus theirs.
 
@@ -82,15 +82,15 @@ def data_test(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, image: np.nda
     background = np.array([_finite_median(local[s + 1:s + n]) for s, n in zip(starts, sizes)])
     if len(image) > 1:
         spike = contrast_at(image, chan, ys, xs, skip)
-        score = np.minimum(centre, centre - background) / rms[chan]
-        return {"dirty_snr": (spike - centre) / spike_rms[chan], "score": score}
+        excess = np.minimum(centre, centre - background) / rms[chan]
+        return {"dirty_snr": (spike - centre) / spike_rms[chan], "unsupported_snr": excess}
     # one plane: no adjacent channel takes the steady part of the emission away, the ring
     # does, for the image and for image - dirty alike
     values = image[pc, py, px]
     spike = values[starts] - np.array([_finite_median(values[s + 1:s + n])
                                        for s, n in zip(starts, sizes)])
     excess = centre - background
-    return {"dirty_snr": (spike - excess) / spike_rms[chan], "score": excess / rms[chan],
+    return {"dirty_snr": (spike - excess) / spike_rms[chan], "unsupported_snr": excess / rms[chan],
             "spike_snr": spike / spike_rms[chan]}
 
 
@@ -205,7 +205,7 @@ class NullSample:
             ones = np.ones(nread)
             return _spread(data_test(np.zeros(len(ys), int), ys, xs, **self._planes,
                                      rms=ones, spike_rms=ones, beam=self._beam,
-                                     ring_beams=self._ring_beams)["score"])
+                                     ring_beams=self._ring_beams)["unsupported_snr"])
         sides = [self._unsupported(n, chan) for n in (chan - 1, chan + 1)
                  if 0 <= n < nread and n not in skip]
         return _spread(neighbour_contrast(self._unsupported(chan, chan), sides))

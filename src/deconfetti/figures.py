@@ -127,7 +127,7 @@ def data_test(cutout: Cutout) -> Figure:
     colour = CLASSES[row["classification"]][0]
     figure.suptitle(f"#{row['id']} {row['classification'].upper()}: image spike "
                     f"{row['spike_snr']:.1f}, data {row['dirty_snr']:.1f} (spike_rms); "
-                    f"unsupported {row['score']:.1f} rms", color=_dark(colour))
+                    f"unsupported {row['unsupported_snr']:.1f} rms", color=_dark(colour))
     return figure
 
 

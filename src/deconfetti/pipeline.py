@@ -180,13 +180,13 @@ def scan(products: "Products | str", *, config: Config | None = None,
 
     log.info("False alarms of the data test, diverged channels")
     beams = float(np.sum(np.prod(products.shape[1:]) / products.pixels_per_beam))
-    columns["false_alarm"] = false_alarm(columns["score"], columns["null_spread"], beams)
+    columns["false_alarm"] = false_alarm(columns["unsupported_snr"], columns["null_spread"], beams)
     failed = diverged(unsupported, config.classify)
 
     log.info("Classifying %d candidate(s)", len(columns["channel"]))
     columns["classification"], columns["reason"] = classify(
         columns["spike_snr"], columns["spike_rms"] / columns["rms"], columns["image_snr"],
-        columns["dirty_snr"], columns["score"],
+        columns["dirty_snr"], columns["unsupported_snr"],
         columns["false_alarm"], columns["reliability"], columns["found_by"],
         failed[columns["channel"]], rules=config.classify)
     meta = {"products": products.name, "inputs": products.paths,
@@ -291,7 +291,7 @@ def scan_block(products: Products, block: Block, *, config: Config,
         spread = {int(c): null.spread(int(c), skip) for c in np.unique(chan)}
         columns["null_spread"] = np.array([spread[int(c)] for c in chan]) / rms[chan]
     else:
-        columns["dirty_snr"] = columns["score"] = np.full(len(chan), np.nan)
+        columns["dirty_snr"] = columns["unsupported_snr"] = np.full(len(chan), np.nan)
         columns["null_spread"] = np.full(len(chan), np.nan)
     negatives = {name: np.concatenate(values) if values else np.zeros(0)
                  for name, values in negatives.items()}
@@ -381,6 +381,7 @@ def _highpass_fraction(products: Products, config: Config) -> float:
 
 
 def _apply_params(config: Config, params: dict[str, Any]) -> Config:
+    """``config`` with single parameters given by key name (each key names one stage's)."""
     if not params:
         return config
     stages = config.to_dict()
@@ -389,6 +390,9 @@ def _apply_params(config: Config, params: dict[str, Any]) -> Config:
         owners = [stage for stage, values in stages.items() if key in values]
         if not owners:
             raise InputError(f"unknown parameter '{key}'")
+        if len(owners) > 1:
+            raise InputError(f"parameter '{key}' belongs to several stages "
+                             f"({', '.join(owners)}); give it through config=")
         overrides.setdefault(owners[0], {})[key] = value
     return config.replace(overrides)
 

@@ -41,7 +41,7 @@ class SimulatedCube:
 
     ``lines``, ``continuum``, ``confetti`` and ``benign`` list ``(chan, y, x, value)``
     (``chan`` is -1 for continuum): flux in Jy for sources, the restored fake peak in
-    Jy/beam for confetti, the model pixel in Jy/pixel for benign ones.
+    channel rms for confetti, the model pixel in Jy/pixel for benign ones.
     """
 
     image: np.ndarray

@@ -27,14 +27,15 @@ def imprint_share(residual: np.ndarray, imprint: np.ndarray) -> float:
 
 def verify(log: Table, catalog: Table, repaired: Products | None, rms: np.ndarray, *,
            config: Config | None = None) -> Table:
-    """Fill ``score_before`` (from ``catalog``) and ``score_after``: the scan's data test
+    """Fill ``unsupported_before`` (from ``catalog``) and ``unsupported_after``: the data test
     (`deconfetti.datatest.data_test`) at each logged candidate, on the ``repaired``
     products (they need the original psf; None when nothing was written), reading only
     the candidates' channels and their neighbours."""
     config = config or Config()
     log = log.copy()
-    scores = dict(zip(catalog["id"].tolist(), catalog["score"].tolist())) if len(catalog) else {}
-    log["score_before"] = [scores.get(int(i), np.nan) for i in log["id"]]
+    scores = (dict(zip(catalog["id"].tolist(), catalog["unsupported_snr"].tolist()))
+              if len(catalog) else {})
+    log["unsupported_before"] = [scores.get(int(i), np.nan) for i in log["id"]]
     after = np.full(len(log), np.nan)
     for chan in sorted({int(c) for c in log["channel"]}) if repaired is not None else []:
         lo, hi = max(0, chan - 1), min(repaired.nchan, chan + 2)
@@ -46,8 +47,8 @@ def verify(log: Table, catalog: Table, repaired: Products | None, rms: np.ndarra
                          residual=repaired.read("residual", lo, hi), psf=psf, rms=rms[lo:hi],
                          spike_rms=rms[lo:hi], beam=repaired.beam_pixels[lo:hi],
                          ring_beams=config.classify.ring_beams)
-        after[rows] = test["score"]
-    log["score_after"] = after
-    for name in ("score_before", "score_after"):
+        after[rows] = test["unsupported_snr"]
+    log["unsupported_after"] = after
+    for name in ("unsupported_before", "unsupported_after"):
         log[name].description = REPAIR_COLUMNS[name].description
     return log

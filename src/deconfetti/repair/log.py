@@ -41,9 +41,9 @@ REPAIR_COLUMNS: dict[str, Column] = {
     "image_before": Column("f8", "Jy/beam", "image at the candidate before repair"),
     "image_after": Column("f8", "Jy/beam", "image at the candidate after repair"),
     "sigma": Column("f8", "Jy/beam", "the channel's thermal noise"),
-    "score_before": Column("f8", None,
-        "the scan's unsupported excess at the candidate (its score), in sigma"),
-    "score_after": Column("f8", None,
+    "unsupported_before": Column("f8", None,
+        "the scan's unsupported excess at the candidate (its unsupported_snr), in sigma"),
+    "unsupported_after": Column("f8", None,
         "the same data test on the repaired products, in sigma; NaN when nothing was written"),
 }
 

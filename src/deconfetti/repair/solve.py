@@ -15,7 +15,7 @@ For each confetti candidate at ``(c, y, x)``:
   residual back what it lost. When ``D`` fits something in the dirty image, the residual
   is flat there (imprint 0) and taking ``D`` out leaves ``p`` unexplained.
 - ``consistency_sigma = (1 - imprint) * psf_peak_sigma``: how much the removal worsens
-  the fit to the data. Above ``repair.threshold`` the removal is refused.
+  the fit to the data. Above ``repair.consistency_max`` the removal is refused.
 
 When the cluster is refused, the part of a point at the candidate's hot model pixel
 (`hot_pixel`) that the data do not see (`InvisiblePoints`) is tried: it spans the whole
@@ -76,7 +76,7 @@ class ChannelRepair:
 def repair_channel(model: np.ndarray, index: int, residual: np.ndarray, image: np.ndarray,
                    psf: np.ndarray, beam: tuple[float, float, float], sigma: float,
                    sites: list[tuple[int, int, int]], *, chan: int = 0,
-                   radius_beams: float = 4.0, threshold: float = 1.0) -> ChannelRepair:
+                   radius_beams: float = 4.0, consistency_max: float = 1.0) -> ChannelRepair:
     """Repair the confetti of one channel.
 
     Parameters
@@ -145,7 +145,7 @@ def repair_channel(model: np.ndarray, index: int, residual: np.ndarray, image: n
         taper = 0.5 - 0.5 * np.cos(np.pi * taper)  # 1 within the cluster, 0 a beam further
         if not np.any(part[core] > 0):
             row.update(status="refused", reason="no one-channel model excess at the candidate")
-        elif np.isfinite(consistency) and consistency <= threshold:
+        elif np.isfinite(consistency) and consistency <= consistency_max:
             row.update(status="removed", method="cluster", reason="not demanded by the data")
             removed[ys, xs] |= inside
             changed[ys, xs] |= dist <= footprint
@@ -166,7 +166,7 @@ def repair_channel(model: np.ndarray, index: int, residual: np.ndarray, image: n
                 imprint = psf_convolve(part, psf, (ys, xs))  # as the residual gets it
                 psf_sigma = float(np.max(np.abs(imprint[fit]))) / sigma
                 share = imprint_share(residual[ys, xs][fit], imprint[fit])
-                if (1.0 - share) * psf_sigma <= threshold:
+                if (1.0 - share) * psf_sigma <= consistency_max:
                     row.update(status="removed", method="invisible point",
                                reason="invisible to the data",
                                **_figures(part, shown, sigma, psf_sigma, share))
@@ -185,8 +185,8 @@ def repair_channel(model: np.ndarray, index: int, residual: np.ndarray, image: n
                     why = "the image has no one-channel spike there"
                 row.update(status="refused",
                            reason=f"the data do not allow it: the fit to the dirty image would "
-                                  f"worsen by {consistency:.2f} sigma (threshold {threshold:g}), "
-                                  f"and {why}")
+                                  f"worsen by {consistency:.2f} sigma (at most "
+                                  f"{consistency_max:g}), and {why}")
         rows.append(row)
 
     if not (removed.any() or hidden.any()):
@@ -248,7 +248,7 @@ def repair(products: Products, catalog: Table, rms: np.ndarray, *, config: Confi
                               products.read("psf", chan, chan + 1)[0], tuple(beams[chan]),
                               float(rms[chan]), sites, chan=chan,
                               radius_beams=config.repair.radius_beams,
-                              threshold=config.repair.threshold)
+                              consistency_max=config.repair.consistency_max)
         rows.extend(done.rows)
         log.info("channel %d: %d of %d removed", chan,
                  sum(r["status"] == "removed" for r in done.rows), len(done.rows))

@@ -27,7 +27,7 @@ from ..io.products import Products
 __all__ = ["render", "evidence_pngs", "TABLE_COLUMNS"]
 
 #: catalog columns shown in the report's table, with their headings
-TABLE_COLUMNS = {"id": "id", "classification": "class", "score": "unsupported (rms)",
+TABLE_COLUMNS = {"id": "id", "classification": "class", "unsupported_snr": "unsupported (rms)",
                  "false_alarm": "false alarms",
                  "spike_snr": "spike S/N", "dirty_snr": "data S/N", "reliability": "reliab.",
                  "channel": "chan", "velocity": "v (km/s)", "frequency": "f (GHz)",
@@ -54,7 +54,7 @@ def render(catalog: Table, summary: dict[str, Any], products: Products, peak: np
     Parameters
     ----------
     catalog : Table
-        The scan's candidates (sorted by score).
+        The scan's candidates (sorted by unsupported_snr).
     summary : dict
         The scan's summary (``summary.json``).
     products : Products
