@@ -46,8 +46,25 @@ def test_scan_prefix_writes_every_output(sim_casa, tmp_path, capsys):
     from astropy.io import fits
     assert fits.getdata(out / "peak.fits").shape == (96, 96)
     pngs = sorted(p.name for p in (out / "figures").iterdir())
-    assert pngs == sorted(f"{i}_{name}.png" for i in (1, 2) for name in
+    assert pngs == sorted(f"00{i}_{name}.png" for i in (1, 2) for name in
                           ("data_test", "image_maps", "model_maps", "residual_maps", "spectra"))
+
+
+def test_a_rescan_replaces_the_figures_and_the_report_reuses_them(sim_fits, tmp_path,
+                                                                  monkeypatch):
+    out = tmp_path / "qa"
+    assert run("scan", sim_fits, "--out", out, "--figures", "3", "-q") == 0
+    assert run("scan", sim_fits, "--out", out, "--figures", "1", "--overwrite", "-q") == 0
+    assert {p.name[:3] for p in (out / "figures").iterdir()} == {"001"}  # none left from before
+    import deconfetti.report
+
+    made = []
+    real = deconfetti.report.evidence_pngs
+    monkeypatch.setattr(deconfetti.report, "evidence_pngs",
+                        lambda products, rows, **kw: made.extend(rows["id"]) or
+                        real(products, rows, **kw))
+    assert run("report", out, "--top", "2", "-q") == 0
+    assert made == [2]  # the first candidate's figures came from figures/
 
 
 def test_default_output_folder_beside_the_products(sim_fits, tmp_path):

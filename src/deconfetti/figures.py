@@ -38,8 +38,9 @@ def channel_maps(cutout: Cutout, kind: str) -> Figure:
     title, unit, stretch = MAP_KINDS[kind]
     data = getattr(cutout, kind)
     norm = _norm(data, stretch, cutout.rms)
-    figure = Figure(figsize=(8.2, 8.0), layout="constrained")
-    axes = figure.subplots(3, 3, sharex=True, sharey=True)
+    figure = Figure(figsize=(8.2, 8.0))
+    axes = _grid(figure, 3, 3, left=0.09, right=0.86, bottom=0.07, top=0.9, wspace=0.08,
+                 hspace=0.22)
     chan = int(cutout.row["channel"])
     extent = _extent(cutout, data.shape[1:])
     image = None
@@ -54,7 +55,7 @@ def channel_maps(cutout: Cutout, kind: str) -> Figure:
         marked = c == chan
         ax.set_title(f"ch {c}: {cutout.map_axis[i]:.2f} {_unit_label(cutout)}",
                      fontsize=9, color="crimson" if marked else "black",
-                     fontweight="bold" if marked else "normal")
+                     fontweight="bold" if marked else "normal", y=1.0)
         _mark(ax, cutout, "cyan" if kind == "image" else "black")
         if kind != "model":
             _draw_beam(ax, cutout, extent, "white" if kind == "image" else "black")
@@ -63,7 +64,7 @@ def channel_maps(cutout: Cutout, kind: str) -> Figure:
     for ax in axes[:, 0]:
         ax.set_ylabel("offset Dec (arcsec)")
     if image is not None:
-        figure.colorbar(image, ax=axes, shrink=0.8, label=unit)
+        figure.colorbar(image, cax=figure.add_axes((0.88, 0.15, 0.025, 0.67)), label=unit)
     figure.suptitle(f"#{cutout.row['id']} {title}: channels around {chan} "
                     f"(x={cutout.row['x']}, y={cutout.row['y']})")
     return figure
@@ -71,8 +72,9 @@ def channel_maps(cutout: Cutout, kind: str) -> Figure:
 
 def spectra(cutout: Cutout) -> Figure:
     """Spectra of the 3x3 pixels around the candidate: image, residual, model x ppb."""
-    figure = Figure(figsize=(10, 8), layout="constrained")
-    axes = figure.subplots(3, 3, sharex=True, sharey=True)
+    figure = Figure(figsize=(10, 8))
+    axes = _grid(figure, 3, 3, left=0.08, right=0.98, bottom=0.07, top=0.91, wspace=0.06,
+                 hspace=0.2)
     axis = cutout.spectral_axis
     mark = axis[list(cutout.spectral_channels).index(int(cutout.row["channel"]))]
     for iy, dy in enumerate((1, 0, -1)):
@@ -86,7 +88,7 @@ def spectra(cutout: Cutout) -> Figure:
             ax.plot(axis, cutout.spectra["model"][:, j, i], color="tab:blue", lw=1.0,
                     alpha=0.8, label="model x pixels/beam")
             ax.axvline(mark, color="crimson", ls="--", lw=1, label="candidate channel")
-            ax.set_title(f"dx={dx} dy={dy}", fontsize=9)
+            ax.set_title(f"dx={dx} dy={dy}", fontsize=9, y=1.0)
     limit = _spectra_limits(cutout)
     axes[0, 0].set_ylim(*limit)
     for ax in axes[-1]:
@@ -102,8 +104,8 @@ def spectra(cutout: Cutout) -> Figure:
 def data_test(cutout: Cutout) -> Figure:
     """The one-channel spike in the restored image beside the same spike in the data
     (dirty image), and what the model adds beyond the data."""
-    figure = Figure(figsize=(12, 4.4), layout="constrained")
-    axes = figure.subplots(1, 3, sharex=True, sharey=True)
+    figure = Figure(figsize=(12, 4.4))
+    axes = _grid(figure, 1, 3, left=0.06, right=0.9, bottom=0.13, top=0.84, wspace=0.08)
     extent = _extent(cutout, cutout.spike.shape)
     panels = [("restored image spike", cutout.spike),
               ("dirty image spike (the data)", cutout.dirty_spike),
@@ -116,13 +118,14 @@ def data_test(cutout: Cutout) -> Figure:
                           cmap="RdBu_r", vmin=-top / cutout.spike_rms,
                           vmax=top / cutout.spike_rms, interpolation="nearest")
         _mark(ax, cutout, "black")
-        ax.set_title(title, fontsize=10)
+        ax.set_title(title, fontsize=10, y=1.0)
         ax.set_xlabel("offset RA (arcsec)")
         _draw_beam(ax, cutout, extent, "black")
         if not np.isfinite(plane).any():
             ax.text(0.5, 0.5, "no psf", transform=ax.transAxes, ha="center")
     axes[0].set_ylabel("offset Dec (arcsec)")
-    figure.colorbar(image, ax=axes, shrink=0.85, label="spike / spike_rms")
+    figure.colorbar(image, cax=figure.add_axes((0.915, 0.17, 0.012, 0.63)),
+                    label="spike / spike_rms")
     row = cutout.row
     colour = CLASSES[row["classification"]][0]
     figure.suptitle(f"#{row['id']} {row['classification'].upper()}: image spike "
@@ -180,6 +183,17 @@ def overview(peak: np.ndarray, catalog, rms: np.ndarray, frequency_axis: np.ndar
     top = right.secondary_xaxis("top", functions=_channel_to_axis(frequency_axis))
     top.set_xlabel(axis_label)
     return figure
+
+
+def _grid(figure: Figure, nrows: int, ncols: int, **spacing: float) -> np.ndarray:
+    """Panels sharing both axes on a fixed grid (figure fractions in ``spacing``): laid out
+    once, without a layout engine measuring every tick label at each draw."""
+    axes = figure.subplots(nrows, ncols, sharex=True, sharey=True, gridspec_kw=spacing)
+    for ax in np.ravel(axes):  # titles and labels at fixed places: not fitted to the ticks
+        ax.title.set_y(1.0)
+        ax.xaxis.set_label_coords(0.5, -0.17 if nrows > 1 else -0.1)
+        ax.yaxis.set_label_coords(-0.2 if ncols > 1 else -0.1, 0.5)
+    return axes
 
 
 def _norm(data: np.ndarray, stretch: str, rms: float) -> ImageNormalize:

@@ -25,8 +25,8 @@ from .files import check_outputs_apart, lock_output_dir, remove_temporaries
 from .io.discover import find_images
 from .io.products import Products, open_products
 from .outputs import (CHECKPOINT_DIR, FIGURES_DIR, OUTPUT_NAMES, REPAIR_LOG_NAME, REPORT_NAME,
-                      check_output_dir, default_output_dir, write_figures, write_outputs,
-                      write_repair_log, write_report)
+                      check_output_dir, default_output_dir, read_figures, write_figures,
+                      write_outputs, write_repair_log, write_report)
 from .outputs.survey import survey_row, write_survey
 from .pipeline import ScanResult, scan
 from .repair import write_repaired
@@ -128,11 +128,12 @@ def read_scan(outdir: str | Path) -> ScanResult:
 
 def write_scan_report(scandir: str | Path, *, top: int = 25,
                       overwrite: bool = False) -> Path:
-    """Render ``report.html`` of a scan folder again (with its repair log, if any)."""
+    """Render ``report.html`` of a scan folder again (with its repair log, if any),
+    reusing the figures already in its ``figures/``."""
     scandir = Path(scandir)
     if (scandir / REPORT_NAME).exists() and not overwrite:
         raise InputError(f"{scandir / REPORT_NAME}: exists; delete it or pass --overwrite")
-    return write_report(read_scan(scandir), scandir, top=top)
+    return write_report(read_scan(scandir), scandir, top=top, pngs=read_figures(scandir))
 
 
 def repair_scan(source: str | Path, outdir: str | Path | None = None, *,

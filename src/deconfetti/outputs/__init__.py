@@ -2,7 +2,7 @@
 
 Fixed names: ``candidates.ecsv``, ``summary.json``, ``confetti.reg`` (DS9),
 ``confetti.crtf`` (CASA/CARTA), ``peak.fits`` (peak intensity, for the report's overview),
-``report.html`` and ``figures/<id>_<figure>.png``.
+``report.html`` and ``figures/<id>_<figure>.png`` (ids zero-padded to 3 digits).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = ["OUTPUT_NAMES", "REPORT_NAME", "FIGURES_DIR", "CHECKPOINT_DIR", "REPAIR_LOG_NAME",
            "default_output_dir", "check_output_dir", "write_outputs", "write_figures",
-           "write_report", "write_repair_log"]
+           "read_figures", "write_report", "write_repair_log"]
 
 #: role -> file name inside the output folder
 OUTPUT_NAMES = {"catalog": "candidates.ecsv", "summary": "summary.json",
@@ -89,20 +89,36 @@ def write_outputs(result: ScanResult, outdir: Path, *, overwrite: bool = False) 
     header["BUNIT"] = result.products.image.unit
     header["COMMENT"] = "peak intensity over channels of the image (deconfetti)"
     atomic_write(paths["peak"], lambda p: fits.writeto(p, result.peak, header, overwrite=True))
-    (outdir / REPAIR_LOG_NAME).unlink(missing_ok=True)  # a new scan: an old repair is stale
+    # a new scan: an old repair and old figures are stale
+    (outdir / REPAIR_LOG_NAME).unlink(missing_ok=True)
+    for old in (outdir / FIGURES_DIR).glob("*.png"):
+        old.unlink()
     return paths
 
 
 def write_figures(pngs: dict[int, dict[str, bytes]], outdir: Path) -> list[Path]:
-    """Write figures made by `evidence_pngs` as ``outdir/figures/<id>_<name>.png``."""
+    """Write figures made by `evidence_pngs` as ``outdir/figures/<id>_<name>.png``, in
+    place of any figures there (those of an earlier scan)."""
     folder = Path(outdir) / FIGURES_DIR
+    for old in folder.glob("*.png"):
+        old.unlink()
     written = []
     for ident, figures in pngs.items():
         folder.mkdir(exist_ok=True)
         for name, data in figures.items():
-            written.append(atomic_write(folder / f"{ident}_{name}.png",
+            written.append(atomic_write(folder / f"{ident:03d}_{name}.png",
                                         lambda p, data=data: p.write_bytes(data)))
     return written
+
+
+def read_figures(outdir: Path) -> dict[int, dict[str, bytes]]:
+    """The figures in ``outdir/figures/``, as `write_figures` takes them."""
+    pngs: dict[int, dict[str, bytes]] = {}
+    for path in sorted((Path(outdir) / FIGURES_DIR).glob("*_*.png")):
+        ident, _, name = path.stem.partition("_")
+        if ident.isdigit():
+            pngs.setdefault(int(ident), {})[name] = path.read_bytes()
+    return pngs
 
 
 def write_report(result: ScanResult, outdir: Path, *, top: int = 25,
