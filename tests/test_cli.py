@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from astropy.table import Table
 from regions import Regions
 
@@ -38,10 +39,15 @@ def test_scan_prefix_writes_every_output(sim_casa, tmp_path, capsys):
     assert "numpy" in summary["software"]
     ds9 = Regions.read(out / "confetti.reg", format="ds9")
     crtf = Regions.read(out / "confetti.crtf", format="crtf")
-    assert len(ds9) == len(crtf) == len(table)
+    flagged = table[[c in ("confetti", "diverged", "uncertain") for c in table["classification"]]]
+    assert len(ds9) == len(crtf) == len(flagged) < len(table)  # the flagged ones by default
     red = [r for r in ds9 if "red" in (r.visual.get("color"), r.visual.get("edgecolor"))]
     assert len(red) == 2
-    assert abs(ds9[0].center.ra.deg - table["ra"][0]) < 1e-6
+    assert abs(ds9[0].center.ra.deg - flagged["ra"][0]) < 1e-6
+    first = flagged[0]
+    assert ds9[0].meta["text"] == (f"{first['id']} confetti ch {first['channel']} "
+                                   f"{first['velocity']:.2f} km/s")
+    assert crtf[0].meta["range"][0].to_value("Hz") == pytest.approx(first["frequency"])
     assert not list(out.glob(".*part"))  # no temporary files left
     from astropy.io import fits
     assert fits.getdata(out / "peak.fits").shape == (96, 96)
@@ -222,3 +228,39 @@ def test_scan_many_skips_deconfetti_outputs(sim, tmp_path, capsys):
     assert main(["scan-many", str(survey / "**" / "*.image"), "--survey", str(tmp_path / "t"),
                  "--figures", "0", "--overwrite", "-q"]) == 0
     assert len(Table.read(tmp_path / "t" / "survey.ecsv")) == 1
+
+
+def test_a_folder_holding_one_run_is_scanned_and_several_are_named(sim_fits, tmp_path, capsys):
+    one = tmp_path / "one"
+    one.mkdir()
+    for path in sim_fits.parent.glob("cube.*.fits"):
+        shutil.copy(path, one)
+    assert run("scan", one, "--out", tmp_path / "qa", "--figures", "0", "-q") == 0
+    assert (tmp_path / "qa" / "candidates.ecsv").exists()
+    for path in sim_fits.parent.glob("cube.*.fits"):
+        shutil.copy(path, one / path.name.replace("cube.", "other."))
+    capsys.readouterr()
+    assert run("scan", one, "--figures", "0") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "2 tclean runs (cube.image.fits, other.image.fits)" in err and "scan-many" in err
+
+
+def test_repair_after_a_scan_uses_that_scan(sim_fits, tmp_path, capsys):
+    for path in sim_fits.parent.glob("cube.*.fits"):
+        shutil.copy(path, tmp_path)
+    prefix = tmp_path / "cube"
+    assert run("scan", prefix, "--figures", "0", "-q") == 0
+    stamp = (tmp_path / "cube.deconfetti" / "candidates.ecsv").stat().st_mtime_ns
+    assert run("repair", prefix, "-q") == 0  # no "already holds": the scan is used
+    assert (tmp_path / "cube.deconfetti" / "candidates.ecsv").stat().st_mtime_ns == stamp
+    assert (tmp_path / "cube.deconfetti" / "repair.ecsv").exists()
+    assert (tmp_path / "cube.deconfetti.image.fits").exists()
+
+
+def test_all_candidates_in_the_regions_on_request(sim_fits, tmp_path):
+    out = tmp_path / "qa"
+    assert run("scan", sim_fits, "--out", out, "--figures", "0", "--regions", "all", "-q") == 0
+    table = Table.read(out / "candidates.ecsv")
+    assert len(Regions.read(out / "confetti.reg", format="ds9")) == len(table)
+    assert len(Regions.read(out / "confetti.crtf", format="crtf")) == len(table)

@@ -33,7 +33,7 @@ import numpy as np
 
 from .config import ClassifyConfig
 
-__all__ = ["CLASSES", "diverged", "classify"]
+__all__ = ["CLASSES", "FLAGGED", "diverged", "classify"]
 
 #: classification -> (colour used in regions and figures, meaning)
 CLASSES: dict[str, tuple[str, str]] = {
@@ -46,6 +46,8 @@ CLASSES: dict[str, tuple[str, str]] = {
     "uncertain": ("yellow", "an excess no stronger than the channel's own variation, "
                             "or no psf to test against the data"),
 }
+#: the classes that call for a look or a repair (the region files hold these by default)
+FLAGGED = ("confetti", "diverged", "uncertain")
 
 
 def diverged(unsupported: np.ndarray | float, rules: ClassifyConfig) -> np.ndarray | bool:

@@ -120,6 +120,9 @@ def _add_scan_options(parser: argparse.ArgumentParser) -> None:
                         help="write the figures of the N highest-scoring candidates into "
                              "OUT/figures/ (default 10; 0 for none)")
     parser.add_argument("--report", action="store_true", help="also write OUT/report.html")
+    parser.add_argument("--regions", choices=("flagged", "all"), default="flagged",
+                        help="candidates in the DS9/CRTF region files: 'flagged' (confetti, "
+                             "diverged, uncertain; the default) or 'all'")
     parser.add_argument("--top", type=_count(0), default=25, metavar="N",
                         help="candidates with figures in the report (default 25)")
     parser.add_argument("--workers", type=_count(1), metavar="N",
@@ -205,7 +208,7 @@ def _scan(args: argparse.Namespace) -> int:
 def _outputs(args: argparse.Namespace) -> dict:
     """What a scan writes, from the options."""
     return dict(overwrite=args.overwrite, resume=args.resume, figures=args.figures,
-                report=args.report, top=args.top)
+                report=args.report, top=args.top, regions=args.regions)
 
 
 def _scan_many(args: argparse.Namespace) -> int:
@@ -291,8 +294,8 @@ def _repair_command(args: argparse.Namespace) -> int:
         for row in log:
             print(f"  #{row['id']} channel {row['channel']} x={row['x']} y={row['y']}: "
                   f"{row['status']} ({row['reason']}; consistency "
-                  f"{row['consistency_sigma']:.2f} sigma; unsupported excess "
-                  f"{row['unsupported_before']:.1f} sigma before, "
+                  f"{row['consistency_sigma']:.2f} rms; unsupported "
+                  f"{row['unsupported_before']:.1f} rms before, "
                   f"{row['unsupported_after']:.1f} after)")
         for kind, path in paths.items():
             print(f"  {'linked' if kind in ('psf', 'pb') else 'wrote'} {path}")
@@ -316,12 +319,23 @@ def _summary_text(result, outdir: Path, paths: dict) -> str:
         lines.extend(f"    {text}" for text in _reclean_selections(result.products, diverged))
     confetti = result.candidates[result.candidates["classification"] == "confetti"]
     for row in confetti[:10]:
-        lines.append(f"  confetti #{row['id']}: channel {row['channel']} at x={row['x']} "
-                     f"y={row['y']}, {row['unsupported_snr']:.1f} sigma not in the data")
+        lines.append(f"  confetti #{row['id']}: {_where(row)}: {row['unsupported_snr']:.1f} rms "
+                     "in the image that the data do not hold")
     if len(confetti) > 10:
         lines.append(f"  ... and {len(confetti) - 10} more in {paths['catalog'].name}")
     lines.append(f"  outputs in {outdir}/: " + " ".join(p.name for p in paths.values()))
     return "\n".join(lines)
+
+
+def _where(row) -> str:
+    """Channel (velocity or frequency), RA/Dec and pixel of a catalog row."""
+    from astropy.coordinates import SkyCoord
+
+    sky = SkyCoord(row["ra"], row["dec"], unit="deg").to_string("hmsdms", sep=":",
+                                                                precision=2)
+    spectral = (f"{row['velocity']:.2f} km/s" if row["velocity"] == row["velocity"]
+                else f"{row['frequency'] / 1e9:.6f} GHz")
+    return f"channel {row['channel']} ({spectral}) at {sky} (x={row['x']}, y={row['y']})"
 
 
 def _reclean_selections(products, channels: list[int]) -> list[str]:

@@ -5,7 +5,10 @@ All arrays are numpy ``[chan, y, x]`` or ``[y, x]``; nothing here reads files.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
+import threading
 
 import numpy as np
 from scipy import fft as sfft
@@ -181,8 +184,9 @@ def psf_convolve(model: np.ndarray, psf: np.ndarray,
     kernel = np.nan_to_num(np.asarray(psf, dtype=np.float64))
     py, px = psf_peak(kernel)
     if window is None:
-        full = signal.fftconvolve(plane, kernel, mode="full")
-        return full[py:py + plane.shape[0], px:px + plane.shape[1]]
+        with _one_large_fft(np.prod(np.add(plane.shape, kernel.shape))):
+            full = signal.fftconvolve(plane, kernel, mode="full")
+            return full[py:py + plane.shape[0], px:px + plane.shape[1]].copy()
     # output pixel j takes the psf at offsets j - i for every model pixel i: on a periodic
     # grid of at least (window + plane - 1) those offsets fall in distinct cells
     window = tuple(slice(*w.indices(n)[:2]) for w, n in zip(window, plane.shape))
@@ -194,15 +198,33 @@ def psf_convolve(model: np.ndarray, psf: np.ndarray,
         sizes.append(size)
         cells.append(offsets % size)
         taps.append(offsets + peak)
-    wrapped = np.zeros(sizes)
-    wrapped[np.ix_(*cells)] = kernel[np.ix_(*taps)]
-    response = sfft.rfft2(wrapped, overwrite_x=True)
-    del wrapped  # one grid-sized array at a time besides the spectra
-    spectrum = sfft.rfft2(plane, sizes)
-    spectrum *= response
-    del response
-    # a copy of the window, so that the grid is freed
-    return np.ascontiguousarray(sfft.irfft2(spectrum, sizes, overwrite_x=True)[window])
+    with _one_large_fft(np.prod(sizes)):
+        wrapped = np.zeros(sizes)
+        wrapped[np.ix_(*cells)] = kernel[np.ix_(*taps)]
+        response = sfft.rfft2(wrapped, overwrite_x=True)
+        del wrapped  # one grid-sized array at a time besides the spectra
+        spectrum = sfft.rfft2(plane, sizes)
+        spectrum *= response
+        del response
+        # a copy of the window, so that the grid is freed
+        return np.ascontiguousarray(sfft.irfft2(spectrum, sizes, overwrite_x=True)[window])
+
+
+#: grids of more cells than this (float64) are transformed one at a time in the process
+LARGE_FFT_CELLS = 2 ** 22
+_LARGE_FFT = threading.Lock()
+
+
+@contextlib.contextmanager
+def _one_large_fft(cells: int):
+    """Hold the process's one slot for a large FFT (each takes several times its grid's
+    memory; worker threads doing them at once would add that up) and let it use every
+    core; a small FFT runs at once, on its thread."""
+    if cells <= LARGE_FFT_CELLS:
+        yield
+        return
+    with _LARGE_FFT, sfft.set_workers(os.cpu_count() or 1):
+        yield
 
 
 def psf_convolve_at(model: np.ndarray, psf: np.ndarray, ys: np.ndarray,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -86,6 +87,30 @@ def lock_output_dir(outdir: Path) -> Iterator[None]:
     finally:
         path.unlink(missing_ok=True)
         os.close(handle)
+
+
+def install(temporary: Path, target: Path, *, overwrite: bool = False) -> Path:
+    """Rename a finished temporary file or folder to ``target``. An existing target is
+    replaced only with ``overwrite``: moved aside, the new one renamed in, the old one
+    removed, so that ``target`` is at every moment either the old or the new whole."""
+    old = None
+    if target.exists() or target.is_symlink():
+        if not overwrite:
+            raise InputError(f"{target}: exists; use --overwrite to replace it")
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+    os.replace(temporary, target)
+    if old is not None:
+        remove_path(old)
+    return target
+
+
+def remove_path(path: Path) -> None:
+    """Remove a file, a link (not what it points to) or a folder tree, if there."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def remove_temporaries(folder: Path) -> None:

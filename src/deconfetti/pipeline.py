@@ -89,6 +89,27 @@ class ScanResult:
                 f"{len(self.candidates)} candidate(s): {counts}"
                 + (f"; diverged channels {diverged}" if diverged else "") + ">")
 
+    def _repr_html_(self) -> str:
+        """A short summary for notebooks: counts by class with their meaning, the
+        channels that diverged and the first confetti."""
+        from html import escape
+
+        nchan, ny, nx = self.products.shape
+        rows = "".join(f"<tr><td>{name}</td><td>{self.counts[name]}</td>"
+                       f"<td>{escape(meaning)}</td></tr>"
+                       for name, (_, meaning) in CLASSES.items())
+        diverged = self.summary.get("diverged_channels") or []
+        confetti = self.candidates[self.candidates["classification"] == "confetti"][:5]
+        first = "".join(f"<li>#{r['id']}: channel {r['channel']}, x={r['x']} y={r['y']}, "
+                        f"{r['unsupported_snr']:.1f} rms unsupported</li>" for r in confetti)
+        return (f"<p><b>{escape(str(self.products.name))}</b>: {nchan} channel(s) of "
+                f"{nx} x {ny} pixels, {len(self.candidates)} candidate(s)"
+                + ("" if self.products.psf else " (no psf: data test skipped)") + "</p>"
+                f"<table><tr><th>class</th><th>n</th><th>meaning</th></tr>{rows}</table>"
+                + (f"<p>diverged channels: {', '.join(map(str, diverged))}</p>"
+                   if diverged else "")
+                + (f"<p>first confetti:</p><ul>{first}</ul>" if first else ""))
+
 
 def scan(products: "Products | str", *, config: Config | None = None,
          progress: Callable[[int, int], None] | None = None, store: Any = None,

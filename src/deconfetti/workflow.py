@@ -38,7 +38,7 @@ __all__ = ["scan_to_folder", "read_scan", "repair_scan", "write_scan_report", "s
 def scan_to_folder(products: "Products | str | Path", outdir: str | Path | None = None, *,
                    config: Config | None = None, overwrite: bool = False,
                    resume: bool = False, figures: int = 10, report: bool = False,
-                   top: int = 25, client: Any = None,
+                   top: int = 25, regions: str = "flagged", client: Any = None,
                    progress: Callable[[int, int], None] | None = None
                    ) -> tuple[ScanResult, dict[str, Path]]:
     """Scan one product set and write its outputs into ``outdir``.
@@ -59,6 +59,9 @@ def scan_to_folder(products: "Products | str | Path", outdir: str | Path | None 
         Write the evidence figures of the first ``figures`` candidates into ``figures/``.
     report : bool
         Write ``report.html`` with the figures of the first ``top`` candidates.
+    regions : str
+        'flagged' (confetti, diverged and uncertain candidates) or 'all': what the region
+        files hold.
     client : dask.distributed.Client, optional
         Run the blocks on this cluster.
     progress : callable, optional
@@ -89,7 +92,7 @@ def scan_to_folder(products: "Products | str | Path", outdir: str | Path | None 
                                resume=resume)
             result = scan(products, config=config, store=store, client=client,
                           progress=progress)
-            paths = write_outputs(result, outdir, overwrite=True)
+            paths = write_outputs(result, outdir, overwrite=True, regions=regions)
             count = max(figures, top if report else 0)
             pngs = evidence_pngs(result.products, result.candidates[:count])
             if figures > 0:
@@ -145,7 +148,8 @@ def repair_scan(source: str | Path, outdir: str | Path | None = None, *,
     Parameters
     ----------
     source : str or Path
-        A scan folder, or products (then scanned first into their default scan folder).
+        A scan folder, or products: their default scan folder is used when it holds a
+        scan of them, else they are scanned into it first (also with ``overwrite``).
     outdir : str or Path, optional
         Where the repaired products go (default: beside the inputs); created if needed.
     config : Config, optional
@@ -165,19 +169,21 @@ def repair_scan(source: str | Path, outdir: str | Path | None = None, *,
     source = Path(source)
     outdir = Path(outdir) if outdir is not None else None
     overrides = overrides or {}
+    if not (source / OUTPUT_NAMES["summary"]).exists():
+        products = open_products(source)
+        if outdir is not None:
+            check_outputs_apart([outdir], products.paths.values())
+        scandir = default_output_dir(products.name)
+        if overwrite or not _scan_of(scandir, products):
+            config = config or Config().replace(overrides)
+            result, _ = scan_to_folder(products, scandir, config=config, overwrite=overwrite,
+                                       figures=0)
+        source = scandir  # an earlier scan of these products: used as it is
     if (source / OUTPUT_NAMES["summary"]).exists():
         scandir, result = source, read_scan(source)
         config = config or result.config.replace(overrides)
         check_outputs_apart([p for p in (outdir, scandir / REPAIR_LOG_NAME) if p],
                             result.products.paths.values())
-    else:
-        config = config or Config().replace(overrides)
-        products = open_products(source)
-        scandir = default_output_dir(products.name)
-        if outdir is not None:
-            check_outputs_apart([outdir], products.paths.values())
-        result, _ = scan_to_folder(products, scandir, config=config, overwrite=overwrite,
-                                   figures=0)
     if outdir is not None:
         try:
             outdir.mkdir(parents=True, exist_ok=True)
@@ -189,6 +195,16 @@ def repair_scan(source: str | Path, outdir: str | Path | None = None, *,
                                     startmodel=startmodel, config=config)
         log_path = write_repair_log(log, scandir)
     return result, log, paths, log_path
+
+
+def _scan_of(scandir: Path, products: Products) -> bool:
+    """Whether ``scandir`` holds a finished scan of exactly ``products``."""
+    try:
+        summary = json.loads((scandir / OUTPUT_NAMES["summary"]).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (summary.get("inputs") == products.paths
+            and (scandir / OUTPUT_NAMES["catalog"]).exists())
 
 
 def scan_many(sources: list[str | Path], survey: str | Path = ".", *,

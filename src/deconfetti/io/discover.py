@@ -12,7 +12,7 @@ from pathlib import Path
 from ..errors import InputError
 
 __all__ = ["PRODUCT_KINDS", "TAG", "kind_of", "split_name", "find_sibling", "check_link",
-           "is_output", "find_images", "repaired_path"]
+           "is_output", "find_images", "only_image_in", "repaired_path"]
 
 #: the tclean products deconfetti knows, in the order they are looked up
 PRODUCT_KINDS = ("image", "model", "residual", "psf", "pb", "mask")
@@ -105,6 +105,20 @@ def find_images(sources: list[str | Path]) -> list[Path]:
     for image in sorted(set(found), key=lambda p: (str(p).endswith(".fits"), str(p))):
         by_prefix.setdefault(split_name(image)[0], image)
     return sorted(by_prefix.values())
+
+
+def only_image_in(folder: Path) -> Path:
+    """The image product of the one tclean run directly in ``folder`` (deconfetti's own
+    outputs left out); an `InputError` listing them when there are several or none."""
+    images = [image for image in find_images([folder]) if image.parent == folder]
+    if len(images) == 1:
+        return images[0]
+    if not images:
+        raise InputError(f"{folder}: folder holds no tclean products (*.image, "
+                         "*.image.fits, .tt0)")
+    names = ", ".join(image.name for image in images[:5]) + (", ..." if len(images) > 5 else "")
+    raise InputError(f"{folder}: folder holds {len(images)} tclean runs ({names}); give one, "
+                     "or scan them all with 'deconfetti scan-many'")
 
 
 def repaired_path(path: Path, outdir: Path | None = None) -> Path:

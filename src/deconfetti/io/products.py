@@ -25,7 +25,8 @@ from radio_beam import Beams
 from ..errors import DeconfettiWarning, InputError
 from .base import first_line, usable_beam
 from .casa import CasaImage
-from .discover import PRODUCT_KINDS, check_link, find_sibling, kind_of, split_name
+from .discover import (PRODUCT_KINDS, check_link, find_sibling, kind_of, only_image_in,
+                       split_name)
 from .fits import FitsImage
 
 __all__ = ["Products", "Product", "open_products", "REQUIRED"]
@@ -262,8 +263,8 @@ def open_products(source: "str | Path | Products", *, image: str | Path | None =
     ----------
     source : str, Path or Products
         An imagename prefix (``path/NAME`` with ``NAME.image`` beside it), any one
-        product (``NAME.image``, ``NAME.model.tt0``, ``NAME.image.fits``, ...), or
-        `Products` (returned unchanged).
+        product (``NAME.image``, ``NAME.model.tt0``, ``NAME.image.fits``, ...), a folder
+        that holds one tclean run, or `Products` (returned unchanged).
     image, model, residual, psf, pb, mask : str or Path, optional
         Explicit paths; they take precedence over what the prefix finds.
 
@@ -282,6 +283,9 @@ def open_products(source: "str | Path | Products", *, image: str | Path | None =
     explicit = dict(image=image, model=model, residual=residual, psf=psf, pb=pb, mask=mask)
     source = Path(source) if source is not None else None
     prefix, tt, ext = split_name(source) if source is not None else (None, "", "")
+    if prefix is None and source is not None and source.is_dir():
+        source = only_image_in(source)  # a folder holding one run (not a prefix)
+        prefix, tt, ext = split_name(source)
     if source is not None and prefix is None:
         raise InputError(f"{source}: not found, and no {source}.image beside it")
     if source is not None and explicit["image"] is None and (source.exists() and

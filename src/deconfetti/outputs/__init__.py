@@ -12,9 +12,11 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
+import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
+from ..classify import FLAGGED
 from ..errors import InputError
 from ..files import LOCK_NAME, atomic_write, check_outputs_apart
 from ..io.discover import TAG
@@ -67,8 +69,13 @@ def check_output_dir(outdir: Path, *, overwrite: bool = False,
                          f"({exc.strerror or exc})") from None
 
 
-def write_outputs(result: ScanResult, outdir: Path, *, overwrite: bool = False) -> dict[str, Path]:
-    """Write the catalog, summary and region files of ``result`` into ``outdir``."""
+def write_outputs(result: ScanResult, outdir: Path, *, overwrite: bool = False,
+                  regions: str = "flagged") -> dict[str, Path]:
+    """Write the catalog, summary and region files of ``result`` into ``outdir``; the
+    region files hold the candidates of the `FLAGGED` classes, or with
+    ``regions="all"`` every candidate."""
+    if regions not in ("flagged", "all"):
+        raise InputError(f"regions must be 'flagged' or 'all', not {regions!r}")
     outdir = Path(outdir)
     check_output_dir(outdir, overwrite=overwrite)
     catalog = result.candidates
@@ -78,12 +85,14 @@ def write_outputs(result: ScanResult, outdir: Path, *, overwrite: bool = False) 
                                                           overwrite=True))
     atomic_write(paths["summary"], lambda p: p.write_text(
         json.dumps(result.summary, indent=1, allow_nan=False) + "\n", encoding="utf-8"))
+    shown = catalog if regions == "all" or not len(catalog) else \
+        catalog[np.isin(catalog["classification"], FLAGGED)]
     beam = result.products.beams.major.to_value("arcsec")
-    radius = 0.5 * beam[catalog["channel"]] if len(catalog) else beam[:0]
-    regions = candidate_regions(catalog, radius)
+    radius = 0.5 * beam[shown["channel"]] if len(shown) else beam[:0]
+    shapes = candidate_regions(shown, radius)
     for role, fmt in (("ds9", "ds9"), ("crtf", "crtf")):
         atomic_write(paths[role], lambda p, fmt=fmt: p.write_text(
-            regions.serialize(format=fmt) if len(regions) else _empty_regions(fmt),
+            shapes.serialize(format=fmt) if len(shapes) else _empty_regions(fmt),
             encoding="utf-8"))
     header = result.products.celestial.to_header()
     header["BUNIT"] = result.products.image.unit

@@ -19,20 +19,23 @@ def candidate_regions(catalog: Table, radius: np.ndarray) -> Regions:
     Parameters
     ----------
     catalog : Table
-        Candidates (needs id, ra, dec, frequency, classification).
+        Candidates (needs id, ra, dec, channel, frequency, velocity, classification).
     radius : ndarray, shape (n,)
         Circle radius of each candidate, arcsec (half the beam major FWHM is usual).
 
     Returns
     -------
     regions.Regions
-        Each region's text is ``"<id> <class>"``; its spectral ``range`` is the
+        Each region's text is ``"<id> <class> ch <channel> <velocity> km/s"`` (the
+        frequency in GHz without a rest frequency); its spectral ``range`` is the
         candidate's channel frequency (read by CASA and CARTA from CRTF).
     """
     shapes = []
     for row, r in zip(catalog, np.asarray(radius, dtype=float)):
-        meta = {"text": f"{int(row['id'])} {row['classification']}",
-                "label": f"{int(row['id'])} {row['classification']}"}
+        where = (f"{float(row['velocity']):.2f} km/s" if np.isfinite(row["velocity"])
+                 else f"{float(row['frequency']) / 1e9:.6f} GHz")
+        text = f"{int(row['id'])} {row['classification']} ch {int(row['channel'])} {where}"
+        meta = {"text": text, "label": text}
         if np.isfinite(row["frequency"]):
             meta["range"] = [float(row["frequency"]) * u.Hz] * 2
         shapes.append(CircleSkyRegion(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -19,7 +18,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import InputError
-from ..files import check_outputs_apart
+from ..files import check_outputs_apart, install, remove_path
 from ..io.casa import save_as_casa
 from ..io.discover import TAG, repaired_path
 from ..io.products import Product, open_products
@@ -66,27 +65,11 @@ class PatchedCopy:
     def commit(self, overwrite: bool = False) -> Path:
         """Rename the patched copy to its target (replacing it with ``overwrite``)."""
         self.close()
-        old = None
-        if self.target.exists() or self.target.is_symlink():
-            if not overwrite:
-                raise InputError(f"{self.target}: exists; use --overwrite to replace it")
-            old = self.target.with_name(f".{self.target.name}.old-{os.getpid()}")
-            os.replace(self.target, old)
-        os.replace(self.temporary, self.target)
-        if old is not None:
-            _remove(old)
-        return self.target
+        return install(self.temporary, self.target, overwrite=overwrite)
 
     def discard(self) -> None:
         self.close()
-        _remove(self.temporary)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
+        remove_path(self.temporary)
 
 
 @contextlib.contextmanager
@@ -100,7 +83,7 @@ def patched_copies(products, kinds: tuple[str, ...], outdir: Path | None = None,
         if target.exists() and not overwrite:
             raise InputError(f"{target}: exists; use --overwrite to replace it")
         for leftover in target.parent.glob(f".{target.name}.*.part"):
-            _remove(leftover)  # a temporary copy of a killed repair
+            remove_path(leftover)  # a temporary copy of a killed repair
     copies: dict[str, PatchedCopy] = {}
     try:
         for kind, target in targets.items():
@@ -131,7 +114,7 @@ def link_unchanged(products, kinds: tuple[str, ...], outdir: Path | None = None,
             if link.is_symlink() or link.exists():
                 if not overwrite:
                     raise InputError(f"{link}: exists; use --overwrite to replace it")
-                _remove(link)
+                remove_path(link)
             link.symlink_to(os.path.relpath(source.path.resolve(), link.parent.resolve()),
                             target_is_directory=source.path.is_dir())
         except OSError as exc:
@@ -146,14 +129,12 @@ def write_startmodel(model_path: Path, target: Path, *, overwrite: bool = False)
     if target.exists() and not overwrite:
         raise InputError(f"{target}: exists; use --overwrite to replace it")
     temporary = target.with_name(f".{target.name}.{os.getpid()}.part")
-    _remove(temporary)
+    remove_path(temporary)
     try:
         save_as_casa(Path(model_path), temporary)
-        if target.exists():
-            _remove(target)
-        os.replace(temporary, target)
+        install(temporary, target, overwrite=True)
     except (OSError, RuntimeError) as exc:
-        _remove(temporary)
+        remove_path(temporary)
         raise InputError(f"{target}: cannot write the start model ({exc})") from None
     return target
 

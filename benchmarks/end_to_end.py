@@ -1,0 +1,157 @@
+"""The command as a user runs it, against reading what it must read, at several sizes.
+
+    python benchmarks/end_to_end.py [--sizes 512 1024 2048] [--nchan 64] [--runs 3]
+                                    [--work DIR] [--dask]
+
+For each size, product sets are made on the fly (`make_products.py`: five CASA products,
+a dense model, null-space confetti). Then, each in a fresh process and alternating, the
+median of ``--runs``:
+
+- the floor: python-casacore reading the image, model, residual and pb in tile-deep
+  4-channel blocks, and the psf planes of the channels the scan tests (the candidates'
+  and their neighbours'), which is what the scan must read;
+- ``deconfetti scan PREFIX --out DIR`` with its defaults (figures included);
+- the same with ``--figures 0``;
+- ``deconfetti --help``.
+
+With ``--dask``, the scan from Python on a `LocalCluster` of one and of two single-threaded
+worker processes (started, and their imports done, before the clock starts).
+
+Prints one table: seconds, the ratio to the floor, peak RSS (MB) and how each grows with
+the size (the exponent of the time against the number of pixels, from the smallest size).
+"""
+
+import argparse
+import json
+import math
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+FLOOR = """
+import json, resource, sys, time
+import numpy as np
+from casacore.images import image
+prefix, channels = sys.argv[1], json.loads(sys.argv[2])
+t = time.perf_counter()
+for kind in ("image", "model", "residual", "pb"):
+    img = image(f"{prefix}.{kind}")
+    shape = img.shape()  # CASA order reversed: [chan, stokes, y, x] in numpy
+    for start in range(0, shape[0], 4):
+        stop = min(shape[0], start + 4)
+        np.asarray(img.getdata([start, 0, 0, 0], [stop - 1, 0, shape[2] - 1, shape[3] - 1]))
+psf = image(f"{prefix}.psf")
+shape = psf.shape()
+for c in channels:
+    np.asarray(psf.getdata([c, 0, 0, 0], [c, 0, shape[2] - 1, shape[3] - 1]))
+print(json.dumps([time.perf_counter() - t,
+                  resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024]))
+"""
+
+DASK = """
+import json, resource, statistics, sys, time
+from distributed import Client, LocalCluster
+import deconfetti
+prefix, workers, runs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                  dashboard_address=None) as cluster, Client(cluster) as client:
+    client.run(lambda: __import__("deconfetti.pipeline"))
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        deconfetti.scan(prefix, client=client)
+        times.append(time.perf_counter() - t)
+    rss = max(client.run(lambda: __import__("resource").getrusage(
+        __import__("resource").RUSAGE_SELF).ru_maxrss / 1024).values())
+print(json.dumps([statistics.median(times), rss]))
+"""
+
+
+def timed(command: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of ``command`` in a fresh process."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return wall, (peak if peak > before else float("nan")) / 1024
+
+
+def reported(command: list[str]) -> tuple[float, float]:
+    """What a script prints as ``[seconds, rss_mb]``."""
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return tuple(json.loads(out.strip().splitlines()[-1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024, 2048])
+    parser.add_argument("--nchan", type=int, default=64)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--confetti", type=int, default=8)
+    parser.add_argument("--work", type=Path, default=None)
+    parser.add_argument("--dask", action="store_true")
+    args = parser.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="deconfetti-bench-"))
+    exe = Path(sys.executable).with_name("deconfetti")
+    rows = []
+    for size in args.sizes:
+        folder = work / f"p{size}"
+        prefix = folder / "bench"
+        if not Path(f"{prefix}.image").exists():
+            subprocess.run([sys.executable, str(HERE / "make_products.py"), str(folder),
+                            "--size", str(size), "--nchan", str(args.nchan),
+                            "--confetti", str(args.confetti)], check=True,
+                           stdout=subprocess.DEVNULL)
+        out = work / f"scan{size}"
+        subprocess.run([str(exe), "scan", str(prefix), "--out", str(out), "--overwrite", "-q",
+                        "--figures", "0"], check=True)  # warm the page cache; the channels
+        channels = _tested_channels(out, args.nchan)
+        results = {"floor": [], "scan": [], "scan --figures 0": [], "--help": []}
+        for _ in range(args.runs):
+            results["floor"].append(reported([sys.executable, "-c", FLOOR, str(prefix),
+                                              json.dumps(channels)]))
+            results["scan"].append(timed([str(exe), "scan", str(prefix), "--out", str(out),
+                                          "--overwrite", "-q"]))
+            results["scan --figures 0"].append(timed([str(exe), "scan", str(prefix), "--out",
+                                                      str(out), "--overwrite", "-q",
+                                                      "--figures", "0"]))
+            results["--help"].append(timed([str(exe), "--help"]))
+        if args.dask:
+            for workers in (1, 2):
+                results[f"dask {workers} worker(s)"] = [reported(
+                    [sys.executable, "-c", DASK, str(prefix), str(workers), str(args.runs)])]
+        floor = statistics.median(t for t, _ in results["floor"])
+        for name, values in results.items():
+            seconds = statistics.median(t for t, _ in values)
+            rss = max(r for _, r in values)
+            rows.append((size, name, seconds, seconds / floor, rss))
+    print(f"{'size':>6} {'run':<22} {'seconds':>8} {'x floor':>8} {'peak RSS MB':>12} "
+          f"{'growth':>7}")
+    first = {name: (size, s) for size, name, s, _, _ in rows if size == args.sizes[0]}
+    for size, name, seconds, ratio, rss in rows:
+        base = first.get(name)
+        growth = ""
+        if base and size != base[0]:
+            growth = f"{math.log(seconds / base[1]) / math.log((size / base[0]) ** 2):.2f}"
+        print(f"{size:>6} {name:<22} {seconds:8.2f} {ratio:8.2f} {rss:12.0f} {growth:>7}")
+
+
+def _tested_channels(scan_folder: Path, nchan: int) -> list[int]:
+    """Channels whose psf the scan read: the candidates' and their neighbours'."""
+    summary = json.loads((scan_folder / "summary.json").read_text())
+    hit = {c["channel"] for c in summary["channels"]
+           if sum(c[k] for k in ("confetti", "benign", "real", "noise", "diverged",
+                                 "uncertain"))}
+    return sorted({n for c in hit for n in (c - 1, c, c + 1) if 0 <= n < nchan})
+
+
+if __name__ == "__main__":
+    main()
