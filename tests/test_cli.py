@@ -178,8 +178,15 @@ def test_scan_many_over_a_survey_folder(sim, tmp_path, capsys):
     data = json.loads((tmp_path / "s" / "survey.json").read_text())
     assert data["cubes"] == 3 and data["failed"] == 1 and data["totals"]["confetti"] == 4
     shutil.rmtree(broken)
+    stamp = (survey / "field1" / "cube.deconfetti" / "candidates.ecsv").stat().st_mtime_ns
+    assert main(["scan-many", str(survey), "--survey", str(tmp_path / "s"), "--figures", "0",
+                 "--fail-on-confetti"]) == 3  # a second run: the finished cubes are kept
+    assert "scanned before: kept" in capsys.readouterr().out
+    assert (survey / "field1" / "cube.deconfetti" / "candidates.ecsv").stat().st_mtime_ns == stamp
+    assert list(Table.read(tmp_path / "s" / "survey.ecsv")["confetti"]) == [2, 2]
     assert main(["scan-many", str(survey / "*" / "*.image*"), "--survey", str(tmp_path / "t"),
                  "--figures", "0", "--overwrite", "--fail-on-confetti", "-q"]) == 3
+    assert (survey / "field1" / "cube.deconfetti" / "candidates.ecsv").stat().st_mtime_ns > stamp
     assert main(["scan-many", str(tmp_path / "empty*"), "--survey", str(tmp_path)]) == 2
 
 
@@ -220,7 +227,7 @@ def test_scan_many_skips_deconfetti_outputs(sim, tmp_path, capsys):
     survey = tmp_path / "survey"
     prefix = write_products(sim, survey / "field1", "cube", fmt="casa")
     assert main(["repair", str(prefix), "-q"]) == 0  # scan folder and repaired products
-    assert (survey / "field1" / "cube.deconfetti.image").is_dir()
+    assert (survey / "field1" / "cube.repaired.image").is_dir()
     assert main(["scan-many", str(survey), "--survey", str(tmp_path / "s"), "--figures", "0",
                  "--overwrite", "-q"]) == 0
     table = Table.read(tmp_path / "s" / "survey.ecsv")
@@ -255,7 +262,7 @@ def test_repair_after_a_scan_uses_that_scan(sim_fits, tmp_path, capsys):
     assert run("repair", prefix, "-q") == 0  # no "already holds": the scan is used
     assert (tmp_path / "cube.deconfetti" / "candidates.ecsv").stat().st_mtime_ns == stamp
     assert (tmp_path / "cube.deconfetti" / "repair.ecsv").exists()
-    assert (tmp_path / "cube.deconfetti.image.fits").exists()
+    assert (tmp_path / "cube.repaired.image.fits").exists()
 
 
 def test_all_candidates_in_the_regions_on_request(sim_fits, tmp_path):

@@ -883,9 +883,9 @@ def test_repair_killed_while_patching_then_run_again(small, tmp_path):
                              "-q"], capture_output=True)
     assert killed.returncode == -9, killed.stderr
     assert [p for p in (tmp_path / "in").iterdir() if ".part" in p.name]
-    assert not list((tmp_path / "in").glob("r.deconfetti.*"))
+    assert not list((tmp_path / "in").glob("r.repaired.*"))
     assert main(["repair", f"{prefix}.deconfetti", "-q"]) == 0
     assert not [p for p in (tmp_path / "in").iterdir() if ".part" in p.name]
-    assert Path(f"{prefix}.deconfetti.model").is_dir()
+    assert Path(f"{prefix}.repaired.model").is_dir()
     assert all(checksums(tmp_path / "in")[p] == digest for p, digest in before.items()
                if "r.deconfetti/" not in str(p))

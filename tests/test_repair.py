@@ -200,7 +200,7 @@ def test_round_trip_keeps_headers_and_inputs(sim, fmt, tmp_path):
     ext = ".fits" if fmt == "fits" else ""
     original = open_products(prefix)
     for kind in ("image", "model", "residual"):
-        out = tmp_path / "in" / f"cube.deconfetti.{kind}{ext}"
+        out = tmp_path / "in" / f"cube.repaired.{kind}{ext}"
         assert out.is_dir() == (fmt == "casa")
         product = getattr(open_products(prefix, **{kind: out}), kind)
         source = getattr(original, kind)
@@ -208,6 +208,14 @@ def test_round_trip_keeps_headers_and_inputs(sim, fmt, tmp_path):
         assert product.header == source.header
         if source.beams is not None:
             assert all(a == b for a, b in zip(product.beams, source.beams))
+        # provenance: what was removed, by which version
+        if fmt == "fits":
+            history = " ".join(fits.getheader(out)["HISTORY"])
+        else:
+            from casacore.tables import table
+            with table(str(out / "logtable"), ack=False) as log:
+                history = log.getcell("MESSAGE", log.nrows() - 1)
+        assert f"deconfetti {deconfetti.__version__} repair: removed 2 of 2 confetti" in history
     assert (tmp_path / "in" / "cube.deconfetti" / "repair.ecsv").exists()
     assert not list((tmp_path / "in").glob(".*part"))
 
@@ -224,7 +232,7 @@ def test_pedestal_case_end_to_end(tmp_path):
     truth = fits.getdata(case / "truth.fits")[0]
     sigma = np.array([float(r["noise_Jy_beam"]) for r in read_rows("pedestal/noise.csv")])
     image = open_products(case / "img").read("image", 0, 8)
-    repaired = open_products(case / "img.deconfetti.image").read("image", 0, 8)
+    repaired = open_products(case / "img.repaired.image").read("image", 0, 8)
     changed = ~((repaired == image) | (np.isnan(repaired) & np.isnan(image)))
     for label in read_rows("pedestal/labels.csv"):
         c, x, y = int(label["channel"]), int(label["x"]), int(label["y"])
@@ -243,7 +251,7 @@ def test_pedestal_case_end_to_end(tmp_path):
     assert not np.any(changed & ~inside)
     # the start model for tclean: the original model, less the confetti's one-channel
     # components, unchanged outside the footprints
-    start = CasaImage(case / "img.deconfetti.startmodel")
+    start = CasaImage(case / "img.repaired.startmodel")
     assert start.unit == "Jy/pixel" and start.shape == (8, 128, 128)
     start = start.read(0, 8, slice(0, 128), slice(0, 128))
     model = open_products(case / "img").read("model", 0, 8)
@@ -272,7 +280,7 @@ def test_example_invisible_points_are_removed(tmp_path):
     truth = fits.getdata(DATA / "example_truth.fits")[0]
     sigma = np.array([float(r["noise_Jy_beam"]) for r in read_rows("example_noise.csv")])
     image = open_products(case / "example").read("image", 0, 15)
-    repaired = open_products(case / "example.deconfetti.image").read("image", 0, 15)
+    repaired = open_products(case / "example.repaired.image").read("image", 0, 15)
     gains = []
     for label in read_rows("example_labels.csv"):
         if label["cls"] != "confetti":
@@ -302,7 +310,7 @@ def test_repair_refuses_to_overwrite(sim, tmp_path, capsys):
     assert main(["repair", str(prefix), "-q"]) == 0
     assert main(["repair", str(tmp_path / "cube.deconfetti"), "-q"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "cube.deconfetti.model.fits: exists" in err[0]
+    assert len(err) == 1 and "cube.repaired.model.fits: exists" in err[0]
     assert main(["repair", str(tmp_path / "cube.deconfetti"), "-q", "--overwrite"]) == 0
 
 
@@ -322,7 +330,7 @@ def test_repair_is_verified_and_the_repaired_set_opens_by_its_prefix(tmp_path):
     removed = log[log["status"] == "removed"]
     assert len(removed) and np.all(removed["unsupported_before"] >= 3.5)
     assert np.all(removed["unsupported_after"] < 1.0)
-    products = open_products(case / "example.deconfetti")
+    products = open_products(case / "example.repaired")
     assert products.psf.path.is_symlink() and products.pb.path.is_symlink()
     assert products.psf.path.resolve() == (case / "example.psf").resolve()
     rescan = deconfetti.scan(products).candidates

@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         "repair", help="remove confetti from the model and re-restore the image",
         description="Remove the confetti a scan found from the model (the compact component "
                     "and its negative bowl, in that channel only) where the data allow it, and "
-                    "write NAME.deconfetti.model/.image/.residual beside the inputs and "
+                    "write NAME.repaired.model/.image/.residual beside the inputs and "
                     "repair.ecsv into the scan folder. Inputs are never modified.")
     repair.add_argument("source", help="a scan folder (written by 'deconfetti scan'), or the "
                         "products (imagename prefix or one product), which are scanned first "
@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     repair.add_argument("--out", metavar="DIR",
                         help="where the repaired products go (default: beside the inputs)")
     repair.add_argument("--startmodel", action="store_true",
-                        help="also write NAME.deconfetti.startmodel, a CASA image to pass to "
+                        help="also write NAME.repaired.startmodel, a CASA image to pass to "
                              "tclean(startmodel=...)")
     repair.add_argument("--config", metavar="FILE", help="TOML parameter file")
     repair.add_argument("--set", action="append", default=[], metavar="STAGE.KEY=VALUE",

@@ -158,7 +158,7 @@ def repair_scan(source: str | Path, outdir: str | Path | None = None, *,
         ``{stage: {key: value}}`` applied on top of the scan folder's parameters when
         ``config`` is not given.
     startmodel : bool
-        Also write ``NAME.deconfetti.startmodel`` for ``tclean(startmodel=...)``.
+        Also write ``NAME.repaired.startmodel`` for ``tclean(startmodel=...)``.
 
     Returns
     -------
@@ -197,13 +197,20 @@ def repair_scan(source: str | Path, outdir: str | Path | None = None, *,
     return result, log, paths, log_path
 
 
-def _scan_of(scandir: Path, products: Products) -> bool:
-    """Whether ``scandir`` holds a finished scan of exactly ``products``."""
+def _scan_of(scandir: Path, products: Products, config: Config | None = None) -> bool:
+    """Whether ``scandir`` holds a finished scan of exactly ``products`` (with the
+    parameters of ``config``, when given; how the blocks ran does not count)."""
     try:
         summary = json.loads((scandir / OUTPUT_NAMES["summary"]).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return (summary.get("inputs") == products.paths
+
+    def results(parameters: dict) -> dict:
+        return {stage: values for stage, values in parameters.items() if stage != "stream"}
+
+    same = config is None or results(summary.get("parameters", {})) == results(
+        json.loads(json.dumps(config.to_dict())))
+    return (same and summary.get("inputs") == products.paths
             and (scandir / OUTPUT_NAMES["catalog"]).exists())
 
 
@@ -217,8 +224,10 @@ def scan_many(sources: list[str | Path], survey: str | Path = ".", *,
 
     ``done(number, total, image, status)`` is called after each cube; ``progress(name)``,
     a context manager, gives each cube's progress callable (as in `scan_to_folder`);
-    ``options`` go to `scan_to_folder`. A cube that fails is recorded with its error and
-    the others go on. Returns the survey rows and the two survey paths.
+    ``options`` go to `scan_to_folder`. A cube whose scan folder already holds a scan of
+    it with the same parameters is kept as it is (said so in its status) unless
+    ``overwrite``; a cube that fails is recorded with its error and the others go on.
+    Returns the survey rows and the two survey paths.
     """
     config = config or Config()
     images = find_images(sources)
@@ -230,11 +239,16 @@ def scan_many(sources: list[str | Path], survey: str | Path = ".", *,
         try:
             products = open_products(image)
             outdir = default_output_dir(products.name)
-            with progress(products.name) if progress else contextlib.nullcontext() as update:
-                result, _ = scan_to_folder(products, outdir, config=config, progress=update,
-                                           **options)
+            kept = not options.get("overwrite") and _scan_of(outdir, products, config)
+            if kept:
+                result = read_scan(outdir)
+            else:
+                with progress(products.name) if progress else contextlib.nullcontext() as update:
+                    result, _ = scan_to_folder(products, outdir, config=config,
+                                               progress=update, **options)
             rows.append(survey_row(image, result=result, output=outdir))
-            status = ", ".join(f"{n} {k}" for k, n in result.counts.items())
+            status = ", ".join(f"{n} {k}" for k, n in result.counts.items()) + (
+                " (scanned before: kept; --overwrite scans it again)" if kept else "")
         except InputError as exc:
             rows.append(survey_row(image, error=str(exc)))
             status = f"error: {exc}"

@@ -96,6 +96,7 @@ class CasaPatcher:
         from casacore.images import image
 
         self._image = image(str(path))
+        self._path = Path(path)
         self._axes = axes
 
     def add(self, chan: int, delta: np.ndarray) -> None:
@@ -106,6 +107,20 @@ class CasaPatcher:
         native = np.asarray(self._image.getdata(blc, trc))
         to_chan_y_x(native, self._axes)[0] += delta.astype(native.dtype)
         self._image.putdata(native, blc)
+
+    def note(self, text: str) -> None:
+        """Add ``text`` to the image's history (its logtable, as CASA tasks do)."""
+        from astropy.time import Time
+        from casacore.tables import table
+
+        with table(str(self._path / "logtable"), readonly=False, ack=False) as log:
+            row = log.nrows()
+            log.addrows(1)
+            log.putcell("TIME", row, float(Time.now().mjd) * 86400.0)
+            log.putcell("PRIORITY", row, "INFO")
+            log.putcell("MESSAGE", row, text)
+            log.putcell("LOCATION", row, "deconfetti")
+            log.putcell("OBJECT_ID", row, "")
 
     def close(self) -> None:
         self._image.unlock()

@@ -11,14 +11,15 @@ from pathlib import Path
 
 from ..errors import InputError
 
-__all__ = ["PRODUCT_KINDS", "TAG", "kind_of", "split_name", "find_sibling", "check_link",
+__all__ = ["PRODUCT_KINDS", "TAG", "REPAIRED", "kind_of", "split_name", "find_sibling", "check_link",
            "is_output", "find_images", "only_image_in", "repaired_path"]
 
 #: the tclean products deconfetti knows, in the order they are looked up
 PRODUCT_KINDS = ("image", "model", "residual", "psf", "pb", "mask")
-#: the tag of deconfetti's outputs: scan folders ``NAME.deconfetti/``, repaired products
-#: ``NAME.deconfetti.<kind>``
+#: the tag of deconfetti's scan folders, ``NAME.deconfetti/``
 TAG = "deconfetti"
+#: the tag of repaired products, ``NAME.repaired.<kind>`` (a prefix apart from the scan's)
+REPAIRED = "repaired"
 _SUFFIX = re.compile(r"^(?P<prefix>.+)\.(?P<kind>image|model|residual|psf|pb|mask)"
                      r"(?P<tt>\.tt0)?(?P<ext>\.fits?)?$", re.IGNORECASE)
 
@@ -72,7 +73,8 @@ def check_link(path: Path) -> None:
 
 def is_output(path: Path) -> bool:
     """A repaired product (``NAME.deconfetti.<kind>``) or a path inside a scan folder."""
-    return f".{TAG}." in path.name or any(part.endswith(f".{TAG}") for part in path.parts[:-1])
+    return (f".{REPAIRED}." in path.name
+            or any(part.endswith(f".{TAG}") for part in path.parts[:-1]))
 
 
 def find_images(sources: list[str | Path]) -> list[Path]:
@@ -82,7 +84,7 @@ def find_images(sources: list[str | Path]) -> list[Path]:
     ``*.image.fits`` and ``*.image.tt0.fits``), a glob pattern (``**`` allowed), or a
     product or prefix. One image per imagename prefix (a CASA image is preferred to its
     FITS export), sorted by path. In directories and glob patterns deconfetti's own outputs
-    are skipped: repaired products (``NAME.deconfetti.image``) and anything inside a scan
+    are skipped: repaired products (``NAME.repaired.image``) and anything inside a scan
     folder (``NAME.deconfetti/``).
     """
     patterns = ("*.image", "*.image.tt0", "*.image.fits", "*.image.tt0.fits")
@@ -126,8 +128,8 @@ def repaired_path(path: Path, outdir: Path | None = None) -> Path:
     in ``outdir``."""
     match = _SUFFIX.match(path.name)
     if match:
-        name = (f"{match['prefix']}.{TAG}.{match['kind']}{match['tt'] or ''}"
+        name = (f"{match['prefix']}.{REPAIRED}.{match['kind']}{match['tt'] or ''}"
                 f"{match['ext'] or ''}")
     else:
-        name = f"{path.name}.{TAG}"
+        name = f"{path.name}.{REPAIRED}"
     return Path(outdir if outdir is not None else path.parent) / name

@@ -136,6 +136,10 @@ class FitsPatcher:
         native = self._hdu.data[tuple(index)]
         to_chan_y_x(native, self._axes)[0] += delta.astype(native.dtype)
 
+    def note(self, text: str) -> None:
+        """Add ``text`` to the header as HISTORY cards."""
+        self._hdu.header.add_history(text)
+
     def close(self) -> None:
         self._hdul.close()
 

@@ -17,10 +17,11 @@ from typing import Iterator
 
 import numpy as np
 
+from .. import __version__
 from ..errors import InputError
 from ..files import check_outputs_apart, install, remove_path
 from ..io.casa import save_as_casa
-from ..io.discover import TAG, repaired_path
+from ..io.discover import REPAIRED, repaired_path
 from ..io.products import Product, open_products
 from .consistency import verify
 from .solve import repair
@@ -56,6 +57,12 @@ class PatchedCopy:
         if self._patcher is None:
             self._patcher = self.source.reader.patcher(self.temporary)
         self._patcher.add(chan, delta)
+
+    def note(self, text: str) -> None:
+        """Record ``text`` in the copy's history (FITS HISTORY, CASA logtable)."""
+        if self._patcher is None:
+            self._patcher = self.source.reader.patcher(self.temporary)
+        self._patcher.note(text)
 
     def close(self) -> None:
         patcher, self._patcher = self._patcher, None
@@ -150,7 +157,7 @@ def write_repaired(result, *, outdir: Path | None = None, overwrite: bool = Fals
     outdir : Path, optional
         Where the repaired products go (default: beside the inputs).
     startmodel : bool
-        Also write ``NAME.deconfetti.startmodel``, a CASA image for ``tclean(startmodel=)``.
+        Also write ``NAME.repaired.startmodel``, a CASA image for ``tclean(startmodel=)``.
 
     Returns
     -------
@@ -172,8 +179,12 @@ def write_repaired(result, *, outdir: Path | None = None, overwrite: bool = Fals
                     copies[kind].add(chan, getattr(done, f"{kind}_delta"))
 
             log = repair(products, catalog, result.rms, config=config, apply=apply)
-            if not np.any(log["status"] == "removed"):
+            removed = log[log["status"] == "removed"]
+            if not len(removed):
                 raise _NothingRemoved(log)
+            text = _history(removed, len(log))
+            for copy in copies.values():
+                copy.note(text)
     except _NothingRemoved as nothing:  # every removal refused: no products to write
         return verify(nothing.log, catalog, None, result.rms), {}
     paths = {kind: copy.target for kind, copy in copies.items()}
@@ -182,9 +193,18 @@ def write_repaired(result, *, outdir: Path | None = None, overwrite: bool = Fals
     if startmodel:
         paths["startmodel"] = write_startmodel(
             paths["model"], paths["model"].with_name(
-                paths["model"].name.split(f".{TAG}.")[0] + f".{TAG}.startmodel"),
+                paths["model"].name.split(f".{REPAIRED}.")[0] + f".{REPAIRED}.startmodel"),
             overwrite=overwrite)
     return log, paths
+
+
+def _history(removed, confetti: int) -> str:
+    """What a repair did, for the repaired products' history."""
+    where = ", ".join(f"#{r['id']} (channel {r['channel']}, x={r['x']} y={r['y']}, "
+                      f"{r['method']})" for r in removed)
+    return (f"deconfetti {__version__} repair: removed {len(removed)} of {confetti} confetti "
+            f"from the model: {where}; residual += psf (*) removed, image re-restored near "
+            "them (see repair.ecsv in the scan folder)")
 
 
 class _NothingRemoved(Exception):
