@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .features import spectral_contrast, zero_nan
-from .datatest import unsupported_contrast
+from .datatest import Imprints, unsupported_contrast
 from .io.products import Products
 
 __all__ = ["Cutout", "make_cutout", "spectral_axis"]
@@ -130,7 +130,9 @@ def _unsupported_contrast(products: Products, chan: int,
             zero_nan(plane)
     gy, gx = np.mgrid[window[0], window[1]]
     contrast = unsupported_contrast(np.full(gy.size, chan - lo), gy.ravel(), gx.ravel(),
-                                    frozenset(), **planes)
+                                    frozenset(), image=planes["image"],
+                                    residual=planes["residual"],
+                                    imprint=Imprints(planes["model"], planes["psf"]))
     return contrast.reshape(gy.shape)
 
 

@@ -15,14 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from .features import contrast_at, neighbour_contrast, psf_convolve_at, ring_offsets
+from .features import Imprint, contrast_at, neighbour_contrast, ring_offsets
 from .noise import robust_rms
 
-__all__ = ["unsupported", "unsupported_at", "unsupported_contrast", "data_test", "NullSample"]
+__all__ = ["Imprints", "unsupported", "unsupported_at", "unsupported_contrast", "data_test",
+           "NullSample"]
 
 
 def data_test(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, image: np.ndarray,
-              model: np.ndarray, residual: np.ndarray, psf: Any, rms: np.ndarray,
+              residual: np.ndarray, imprint: Imprints, rms: np.ndarray,
               spike_rms: np.ndarray, beam: np.ndarray, ring_beams: float,
               skip: frozenset = frozenset()) -> dict[str, np.ndarray]:
     """Compare the restored image with the dirty image at each candidate.
@@ -31,11 +32,11 @@ def data_test(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, image: np.nda
     ----------
     chan, ys, xs : ndarray of int, shape (n,)
         Candidate channel (index into the block read, halo included) and pixel.
-    image, model, residual : ndarray, shape (nread, ny, nx)
-        The block's products.
-    psf : ndarray (nread, ny, nx) or mapping of read-block channel -> ndarray (ny, nx)
-        The psf (peak 1, centred on its maximum) of at least the candidates' channels
-        and their neighbours.
+    image, residual : ndarray, shape (nread, ny, nx)
+        The block's image and residual, Jy/beam.
+    imprint : Imprints
+        ``psf (*) model`` of the block's channels (at least the candidates' and their
+        neighbours').
     rms, spike_rms : ndarray, shape (nread,)
         Channel rms and spike noise, Jy/beam.
     beam : ndarray, shape (nread, 3)
@@ -76,8 +77,8 @@ def data_test(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, image: np.nda
     py, px = np.concatenate(points).T if points else (np.empty(0, int), np.empty(0, int))
     pc = np.asarray(chan)[owner]
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int)
-    local = unsupported_contrast(pc, py, px, skip, image=image, model=model,
-                                  residual=residual, psf=psf)
+    local = unsupported_contrast(pc, py, px, skip, image=image, residual=residual,
+                                 imprint=imprint)
     centre = local[starts] if len(starts) else np.empty(0)
     background = np.array([_finite_median(local[s + 1:s + n]) for s, n in zip(starts, sizes)])
     if len(image) > 1:
@@ -94,25 +95,40 @@ def data_test(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, image: np.nda
             "spike_snr": spike / spike_rms[chan]}
 
 
-def unsupported(image: np.ndarray, residual: np.ndarray, model: np.ndarray, psf: np.ndarray,
+class Imprints(dict):
+    """The `Imprint` (psf (*) model) of each channel of a block, made when first asked
+    for and kept, so that the catalog's test and the null share one convolution.
+
+    ``model`` and ``psf`` are indexed by block channel: arrays ``(nread, ny, nx)`` or
+    mappings of channel -> whole plane (model in Jy/pixel, NaN as 0; psf peak 1).
+    """
+
+    def __init__(self, model: Any, psf: Any):
+        super().__init__()
+        self._model, self._psf = model, psf
+
+    def __missing__(self, chan: int) -> Imprint:
+        self[chan] = Imprint(self._model[chan], self._psf[int(chan)])
+        return self[chan]
+
+
+def unsupported(image: np.ndarray, residual: np.ndarray, imprint: Imprint,
                 ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
     """``image - dirty = image - residual - psf (*) model`` at the pixels ``(ys, xs)`` of
     one channel, Jy/beam: what the model adds to the image beyond what the data demand.
 
     ``image`` and ``residual`` are the values at those pixels (any shape that broadcasts
-    with ``ys``); ``model`` (Jy/pixel) and ``psf`` (peak 1) are whole planes, so that every
-    component's sidelobes count, as in the catalog's data test and the figures alike.
+    with ``ys``); ``imprint`` is the channel's ``psf (*) model`` over whole planes, so that
+    every component's sidelobes count, in the catalog's data test and the figures alike.
     """
-    return image - residual - psf_convolve_at(model, psf, np.ravel(ys),
-                                              np.ravel(xs)).reshape(np.shape(ys))
+    return image - residual - imprint.at(np.ravel(ys), np.ravel(xs)).reshape(np.shape(ys))
 
 
-def unsupported_at(chan: int, ys: np.ndarray, xs: np.ndarray, *, image: np.ndarray,
-                   model: np.ndarray, residual: np.ndarray, psf: Any) -> np.ndarray:
-    """`unsupported` at the pixels ``(ys, xs)`` of block channel ``chan`` (arrays as in
+def unsupported_at(chan: int, ys: np.ndarray, xs: np.ndarray, *, image: Any,
+                   residual: Any, imprint: Imprints) -> np.ndarray:
+    """`unsupported` at the pixels ``(ys, xs)`` of block channel ``chan`` (as in
     `data_test`)."""
-    return unsupported(image[chan][ys, xs], residual[chan][ys, xs], model[chan],
-                       psf[int(chan)], ys, xs)
+    return unsupported(image[chan][ys, xs], residual[chan][ys, xs], imprint[int(chan)], ys, xs)
 
 
 def unsupported_contrast(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, skip: frozenset,
@@ -145,9 +161,9 @@ class NullSample:
 
     Parameters
     ----------
-    image, model, residual, psf
-        As in `data_test`; ``psf`` must hold every channel asked about and, for
-        `contrast_spread`, its neighbours.
+    image, residual, imprint
+        As in `data_test`; ``imprint`` must reach every channel asked about and its
+        neighbours.
     valid : ndarray of bool, shape (nread, ny, nx)
         Pixels that may be drawn.
     samples : int
@@ -160,10 +176,10 @@ class NullSample:
         Radius of the data test's ring, beam major FWHM (one-plane products).
     """
 
-    def __init__(self, *, image: np.ndarray, model: np.ndarray, residual: np.ndarray,
-                 psf: Any, valid: np.ndarray, samples: int, first: int, beam: np.ndarray,
+    def __init__(self, *, image: np.ndarray, residual: np.ndarray, imprint: Imprints,
+                 valid: np.ndarray, samples: int, first: int, beam: np.ndarray,
                  ring_beams: float):
-        self._planes = dict(image=image, model=model, residual=residual, psf=psf)
+        self._planes = dict(image=image, residual=residual, imprint=imprint)
         self._valid, self._samples, self._first = valid, samples, first
         self._beam, self._ring_beams = beam, ring_beams
         self._pixels: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -214,13 +230,14 @@ class NullSample:
         """``image - dirty`` in block channel ``chan`` at the pixels drawn for ``at``.
 
         Computed once per channel at the pixels of the channel and of its neighbours
-        together (one convolution: with a dense model, one FFT of the plane)."""
+        together."""
         if (chan, at) not in self._values:
             near = [n for n in (chan - 1, chan, chan + 1) if 0 <= n < len(self._valid)]
             pixels = [self.pixels(n) for n in near]
             values = unsupported_at(chan, np.concatenate([p[0] for p in pixels]),
                                     np.concatenate([p[1] for p in pixels]), **self._planes)
-            for n, part in zip(near, np.split(values, np.cumsum([len(p[0]) for p in pixels])[:-1])):
+            ends = np.cumsum([len(p[0]) for p in pixels])[:-1]
+            for n, part in zip(near, np.split(values, ends)):
                 self._values[chan, n] = part
         return self._values[chan, at]
 

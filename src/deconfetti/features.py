@@ -16,7 +16,7 @@ from scipy import signal
 
 __all__ = ["zero_nan", "neighbour_contrast", "spectral_contrast", "contrast_at", "neighbour_max",
            "spread_max", "disk", "ring_offsets", "gaussian_beam", "gaussian_kernel", "restore",
-           "psf_peak", "psf_convolve", "psf_convolve_at"]
+           "psf_peak", "psf_convolve", "psf_convolve_at", "Imprint"]
 
 
 def zero_nan(array: np.ndarray) -> np.ndarray:
@@ -229,7 +229,13 @@ def _one_large_fft(cells: int):
 
 def psf_convolve_at(model: np.ndarray, psf: np.ndarray, ys: np.ndarray,
                     xs: np.ndarray) -> np.ndarray:
-    """``psf (*) model`` evaluated at the pixels ``(ys, xs)`` of one channel.
+    """``psf (*) model`` evaluated at the pixels ``(ys, xs)`` of one channel (see
+    `Imprint`), Jy/beam."""
+    return Imprint(model, psf).at(ys, xs)
+
+
+class Imprint:
+    """``psf (*) model`` of one channel, asked for at any pixels, many times.
 
     Parameters
     ----------
@@ -237,45 +243,54 @@ def psf_convolve_at(model: np.ndarray, psf: np.ndarray, ys: np.ndarray,
         CLEAN model, Jy/pixel (NaN pixels count as 0).
     psf : ndarray, shape (pny, pnx)
         Dirty beam of the same channel, peak 1, finite (centred on its maximum).
-    ys, xs : ndarray of int, shape (npoint,)
-        Pixels where the convolution is wanted.
-
-    Returns
-    -------
-    ndarray, shape (npoint,)
-        Jy/beam. The psf is truncated at its own extent, as in tclean's minor cycle.
 
     Notes
     -----
     The model is sparse (only cleaned pixels are non-zero), so the sum runs over its
-    non-zero pixels; when that costs more than a full FFT convolution of the plane,
-    the FFT is used instead, on a grid only as large as the plane plus the box of the
-    pixels wanted.
+    non-zero pixels, found once. When that sum costs more than an FFT convolution of the
+    whole plane, the whole plane is convolved once and kept, and later pixels are read
+    from it. The psf is truncated at its own extent, as in tclean's minor cycle.
     """
-    ys = np.asarray(ys, dtype=np.intp)
-    xs = np.asarray(xs, dtype=np.intp)
-    kernel = psf
-    py, px = psf_peak(kernel)
-    jy, jx = np.nonzero(np.isfinite(model) & (model != 0))
-    values = model[jy, jx].astype(np.float64)
-    npix = model.size + kernel.size
-    # measured: ~10 ns a (point, model pixel) pair; a 1024^2 plane FFT-convolved in 0.15 s
-    if ys.size * values.size > 0.3 * npix * np.log2(max(npix, 2)):
-        y0, x0 = ys.min(), xs.min()  # only the box around the pixels wanted
-        box = (slice(y0, ys.max() + 1), slice(x0, xs.max() + 1))
-        return psf_convolve(model, kernel, box)[ys - y0, xs - x0]
-    out = np.zeros(ys.size)
-    pny, pnx = kernel.shape
-    chunk = 1_000_000  # (point, model pixel) pairs at a time: ~50 MB of temporaries
-    many = max(1, min(values.size, chunk))
-    step = max(1, chunk // many)
-    for first in range(0, values.size, many):
-        vy, vx = jy[first:first + many], jx[first:first + many]
-        weights = values[first:first + many]
-        for start in range(0, ys.size, step):
-            iy = ys[start:start + step, None] - vy[None, :] + py
-            ix = xs[start:start + step, None] - vx[None, :] + px
-            inside = (iy >= 0) & (iy < pny) & (ix >= 0) & (ix < pnx)
-            taps = kernel[np.clip(iy, 0, pny - 1), np.clip(ix, 0, pnx - 1)]
-            out[start:start + step] += np.sum(np.where(inside, taps, 0.0) * weights, axis=1)
-    return out
+
+    def __init__(self, model: np.ndarray, psf: np.ndarray):
+        self._model, self._psf = model, psf
+        self._components: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._plane: np.ndarray | None = None
+
+    def at(self, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        """The imprint at the pixels ``(ys, xs)`` (int arrays, shape (n,)), Jy/beam."""
+        ys = np.asarray(ys, dtype=np.intp)
+        xs = np.asarray(xs, dtype=np.intp)
+        if self._plane is None:
+            if self._components is None:
+                jy, jx = np.nonzero(np.isfinite(self._model) & (self._model != 0))
+                self._components = (jy, jx, self._model[jy, jx].astype(np.float64))
+            npix = self._model.size + self._psf.size
+            # measured: ~10 ns a (point, model pixel) pair; a 1024^2 plane FFT-convolved
+            # in 0.15 s
+            if ys.size * self._components[2].size <= 0.3 * npix * np.log2(max(npix, 2)):
+                return self._direct(ys, xs)
+            self._plane = psf_convolve(self._model, self._psf)
+            self._components = None
+        return self._plane[ys, xs]
+
+    def _direct(self, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        jy, jx, values = self._components
+        kernel = self._psf
+        py, px = psf_peak(kernel)
+        out = np.zeros(ys.size)
+        pny, pnx = kernel.shape
+        chunk = 1_000_000  # (point, model pixel) pairs at a time: ~50 MB of temporaries
+        many = max(1, min(values.size, chunk))
+        step = max(1, chunk // many)
+        for first in range(0, values.size, many):
+            vy, vx = jy[first:first + many], jx[first:first + many]
+            weights = values[first:first + many]
+            for start in range(0, ys.size, step):
+                iy = ys[start:start + step, None] - vy[None, :] + py
+                ix = xs[start:start + step, None] - vx[None, :] + px
+                inside = (iy >= 0) & (iy < pny) & (ix >= 0) & (ix < pnx)
+                taps = kernel[np.clip(iy, 0, pny - 1), np.clip(ix, 0, pnx - 1)]
+                out[start:start + step] += np.sum(np.where(inside, taps, 0.0) * weights,
+                                                  axis=1)
+        return out

@@ -33,7 +33,7 @@ from .classify import CLASSES, classify, diverged
 from .config import Config
 from .errors import DeconfettiWarning, InputError
 from .features import neighbour_max, spectral_contrast, spread_max, zero_nan
-from .datatest import NullSample, data_test
+from .datatest import Imprints, NullSample, data_test
 from .measure import measure_candidates
 from .noise import channel_rms, highpass_fraction, spike_rms
 from .io.products import Products, open_products
@@ -291,7 +291,8 @@ def scan_block(products: Products, block: Block, *, config: Config,
         # one whole plane at a time, past the halo cache: the psf is read at scattered
         # channels, and a read within one tile depth keeps python-casacore's cache to one row
         psf = {c: zero_nan(products.plane("psf", start + c)) for c in range(lo, hi)}
-        null = NullSample(image=image, model=model, residual=residual, psf=psf, valid=valid,
+        imprint = Imprints(model, psf)  # psf (*) model, shared by the null and the test
+        null = NullSample(image=image, residual=residual, imprint=imprint, valid=valid,
                           samples=config.classify.null_samples, first=start, beam=beam,
                           ring_beams=config.classify.ring_beams)
         needed = sorted({int(n) for c in np.unique(chan) for n in (c - 1, c, c + 1)
@@ -306,8 +307,8 @@ def scan_block(products: Products, block: Block, *, config: Config,
                                       pixels_per_beam=ppb, beam_major=beam[:, 0],
                                       bowl_beams=config.classify.bowl_beams, skip=skip))
     if products.psf is not None and len(chan):
-        columns.update(data_test(chan, ys, xs, image=image, model=model, residual=residual,
-                                 psf=psf, rms=rms, spike_rms=spike_noise, beam=beam,
+        columns.update(data_test(chan, ys, xs, image=image, residual=residual,
+                                 imprint=imprint, rms=rms, spike_rms=spike_noise, beam=beam,
                                  ring_beams=config.classify.ring_beams, skip=skip))
         spread = {int(c): null.spread(int(c), skip) for c in np.unique(chan)}
         columns["null_spread"] = np.array([spread[int(c)] for c in chan]) / rms[chan]

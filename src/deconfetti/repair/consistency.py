@@ -7,7 +7,7 @@ import numpy as np
 from astropy.table import Table
 
 from ..config import Config
-from ..datatest import data_test
+from ..datatest import Imprints, data_test
 from ..features import zero_nan
 from ..io.products import Products
 from .log import REPAIR_COLUMNS
@@ -41,12 +41,12 @@ def verify(log: Table, catalog: Table, repaired: Products | None, rms: np.ndarra
         lo, hi = max(0, chan - 1), min(repaired.nchan, chan + 2)
         rows = np.flatnonzero(np.asarray(log["channel"]) == chan)
         psf = {c - lo: zero_nan(repaired.plane("psf", c)) for c in range(lo, hi)}
+        imprint = Imprints(zero_nan(repaired.read("model", lo, hi)), psf)
         test = data_test(np.full(len(rows), chan - lo), np.asarray(log["y"])[rows],
                          np.asarray(log["x"])[rows], image=repaired.read("image", lo, hi),
-                         model=zero_nan(repaired.read("model", lo, hi)),
-                         residual=repaired.read("residual", lo, hi), psf=psf, rms=rms[lo:hi],
-                         spike_rms=rms[lo:hi], beam=repaired.beam_pixels[lo:hi],
-                         ring_beams=config.classify.ring_beams)
+                         residual=repaired.read("residual", lo, hi), imprint=imprint,
+                         rms=rms[lo:hi], spike_rms=rms[lo:hi],
+                         beam=repaired.beam_pixels[lo:hi], ring_beams=config.classify.ring_beams)
         after[rows] = test["unsupported_snr"]
     log["unsupported_after"] = after
     for name in ("unsupported_before", "unsupported_after"):
