@@ -271,3 +271,16 @@ def test_all_candidates_in_the_regions_on_request(sim_fits, tmp_path):
     table = Table.read(out / "candidates.ecsv")
     assert len(Regions.read(out / "confetti.reg", format="ds9")) == len(table)
     assert len(Regions.read(out / "confetti.crtf", format="crtf")) == len(table)
+
+
+def test_figures_at_the_resolution_asked_for(sim_fits, tmp_path):
+    from PIL import Image
+
+    sizes = {}
+    for dpi in (72, 144):
+        out = tmp_path / str(dpi)
+        assert run("scan", sim_fits, "--out", out, "--figures", "1", "--dpi", str(dpi),
+                   "-q") == 0
+        with Image.open(out / "figures" / "001_data_test.png") as png:
+            sizes[dpi] = png.size
+    assert all(abs(big - 2 * small) <= 1 for big, small in zip(sizes[144], sizes[72]))

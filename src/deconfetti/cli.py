@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--top", type=_count(0), default=25, metavar="N",
                         help="candidates with figures (default 25)")
     report.add_argument("--overwrite", action="store_true", help="replace report.html")
+    _add_dpi(report)
     _add_verbosity(report)
 
     repair = sub.add_parser(
@@ -120,6 +121,7 @@ def _add_scan_options(parser: argparse.ArgumentParser) -> None:
                         help="write the figures of the N highest-scoring candidates into "
                              "OUT/figures/ (default 10; 0 for none)")
     parser.add_argument("--report", action="store_true", help="also write OUT/report.html")
+    _add_dpi(parser)
     parser.add_argument("--regions", choices=("flagged", "all"), default="flagged",
                         help="candidates in the DS9/CRTF region files: 'flagged' (confetti, "
                              "diverged, uncertain; the default) or 'all'")
@@ -137,6 +139,11 @@ def _add_scan_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fail-on-confetti", action="store_true",
                         help="exit with code 3 when confetti is found")
     _add_verbosity(parser)
+
+
+def _add_dpi(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dpi", type=_count(20), default=72, metavar="N",
+                        help="resolution of the figures (default 72; 150 for print)")
 
 
 def _add_verbosity(parser: argparse.ArgumentParser) -> None:
@@ -208,7 +215,7 @@ def _scan(args: argparse.Namespace) -> int:
 def _outputs(args: argparse.Namespace) -> dict:
     """What a scan writes, from the options."""
     return dict(overwrite=args.overwrite, resume=args.resume, figures=args.figures,
-                report=args.report, top=args.top, regions=args.regions)
+                report=args.report, top=args.top, regions=args.regions, dpi=args.dpi)
 
 
 def _scan_many(args: argparse.Namespace) -> int:
@@ -273,7 +280,8 @@ def _client(address: str | None):
 def _report_command(args: argparse.Namespace) -> int:
     from .workflow import write_scan_report
 
-    path = write_scan_report(args.scandir, top=args.top, overwrite=args.overwrite)
+    path = write_scan_report(args.scandir, top=args.top, overwrite=args.overwrite,
+                             dpi=args.dpi)
     if not args.quiet:
         print(f"deconfetti: wrote {path}")
     return EXIT_OK

@@ -38,7 +38,7 @@ __all__ = ["scan_to_folder", "read_scan", "repair_scan", "write_scan_report", "s
 def scan_to_folder(products: "Products | str | Path", outdir: str | Path | None = None, *,
                    config: Config | None = None, overwrite: bool = False,
                    resume: bool = False, figures: int = 10, report: bool = False,
-                   top: int = 25, regions: str = "flagged", client: Any = None,
+                   top: int = 25, regions: str = "flagged", dpi: int = 72, client: Any = None,
                    progress: Callable[[int, int], None] | None = None
                    ) -> tuple[ScanResult, dict[str, Path]]:
     """Scan one product set and write its outputs into ``outdir``.
@@ -62,6 +62,8 @@ def scan_to_folder(products: "Products | str | Path", outdir: str | Path | None 
     regions : str
         'flagged' (confetti, diverged and uncertain candidates) or 'all': what the region
         files hold.
+    dpi : int
+        Resolution of the figures (72 keeps the report small; 150 for print).
     client : dask.distributed.Client, optional
         Run the blocks on this cluster.
     progress : callable, optional
@@ -94,11 +96,11 @@ def scan_to_folder(products: "Products | str | Path", outdir: str | Path | None 
                           progress=progress)
             paths = write_outputs(result, outdir, overwrite=True, regions=regions)
             count = max(figures, top if report else 0)
-            pngs = evidence_pngs(result.products, result.candidates[:count])
+            pngs = evidence_pngs(result.products, result.candidates[:count], dpi=dpi)
             if figures > 0:
                 write_figures({i: pngs[i] for i in list(pngs)[:figures]}, outdir)
             if report:
-                paths["report"] = write_report(result, outdir, top=top, pngs=pngs)
+                paths["report"] = write_report(result, outdir, top=top, pngs=pngs, dpi=dpi)
             store.remove()
         except InputError:
             if created:  # leave nothing behind where nothing was before (the lock is ours)
@@ -129,14 +131,15 @@ def read_scan(outdir: str | Path) -> ScanResult:
                       rms=rms, peak=peak)
 
 
-def write_scan_report(scandir: str | Path, *, top: int = 25,
-                      overwrite: bool = False) -> Path:
+def write_scan_report(scandir: str | Path, *, top: int = 25, overwrite: bool = False,
+                      dpi: int = 72) -> Path:
     """Render ``report.html`` of a scan folder again (with its repair log, if any),
     reusing the figures already in its ``figures/``."""
     scandir = Path(scandir)
     if (scandir / REPORT_NAME).exists() and not overwrite:
         raise InputError(f"{scandir / REPORT_NAME}: exists; delete it or pass --overwrite")
-    return write_report(read_scan(scandir), scandir, top=top, pngs=read_figures(scandir))
+    return write_report(read_scan(scandir), scandir, top=top, pngs=read_figures(scandir),
+                        dpi=dpi)
 
 
 def repair_scan(source: str | Path, outdir: str | Path | None = None, *,

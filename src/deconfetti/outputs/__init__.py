@@ -131,13 +131,13 @@ def read_figures(outdir: Path) -> dict[int, dict[str, bytes]]:
 
 
 def write_report(result: ScanResult, outdir: Path, *, top: int = 25,
-                 pngs: dict[int, dict[str, bytes]] | None = None) -> Path:
+                 pngs: dict[int, dict[str, bytes]] | None = None, dpi: int = 72) -> Path:
     """``outdir/report.html`` (self-contained) for ``result``, with the repairs when
-    ``outdir`` holds a repair log."""
+    ``outdir`` holds a repair log; figures not in ``pngs`` are drawn at ``dpi``."""
     log = Path(outdir) / REPAIR_LOG_NAME
     repairs = Table.read(log, format="ascii.ecsv") if log.exists() else None
     html = render(result.candidates, result.summary, result.products, result.peak, result.rms,
-                  top=top, pngs=pngs, repairs=repairs)
+                  top=top, pngs=pngs, repairs=repairs, dpi=dpi)
     return atomic_write(Path(outdir) / REPORT_NAME,
                         lambda p: p.write_text(html, encoding="utf-8"))
 
