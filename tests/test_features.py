@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from deconfetti.features import (contrast_at, neighbour_max, psf_convolve, psf_convolve_at,
+from deconfetti.features import (Imprint, contrast_at, neighbour_max, psf_convolve,
                                  ring_offsets, spectral_contrast, spread_max)
+
 
 def test_psf_convolve_is_scipys_convolution_about_the_psf_peak():
     """Against scipy (independent of the code the simulator and the repair share)."""
@@ -17,7 +18,7 @@ def test_psf_convolve_is_scipys_convolution_about_the_psf_peak():
                                atol=1e-9)
 
 
-def test_psf_convolve_at_matches_full_convolution():
+def test_imprint_at_points_matches_full_convolution():
     rng = np.random.default_rng(0)
     model = np.zeros((40, 50))
     model[rng.integers(0, 40, 30), rng.integers(0, 50, 30)] = rng.normal(size=30)
@@ -25,7 +26,7 @@ def test_psf_convolve_at_matches_full_convolution():
     psf[20, 25] = 10.0
     ys, xs = rng.integers(0, 40, 25), rng.integers(0, 50, 25)
     full = psf_convolve(model, psf)
-    np.testing.assert_allclose(psf_convolve_at(model, psf, ys, xs), full[ys, xs], atol=1e-9)
+    np.testing.assert_allclose(Imprint(model, psf).at(ys, xs), full[ys, xs], atol=1e-9)
     # a single point source gives the psf itself, centred on the source
     point = np.zeros((40, 50))
     point[10, 12] = 2.0
@@ -54,7 +55,7 @@ def test_dense_model_at_few_points_is_summed_in_chunks():
     psf = rng.normal(size=(300, 280))
     psf[150, 140] = 10
     ys, xs = np.array([0, 500, 1049]), np.array([999, 3, 600])
-    np.testing.assert_allclose(psf_convolve_at(model, psf, ys, xs),
+    np.testing.assert_allclose(Imprint(model, psf).at(ys, xs),
                                psf_convolve(model, psf)[ys, xs], atol=1e-8)
 
 
@@ -64,7 +65,7 @@ def test_dense_model_takes_the_fft_path_with_the_same_result():
     psf = rng.normal(size=(32, 32))
     psf[16, 16] = 10
     ys, xs = np.mgrid[:32, :32]
-    np.testing.assert_allclose(psf_convolve_at(model, psf, ys.ravel(), xs.ravel()),
+    np.testing.assert_allclose(Imprint(model, psf).at(ys.ravel(), xs.ravel()),
                                psf_convolve(model, psf).ravel(), atol=1e-9)
 
 

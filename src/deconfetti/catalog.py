@@ -13,7 +13,7 @@ from astropy.table import Table
 from .io.products import Products
 from .tables import Column, make_table, stamp
 
-__all__ = ["COLUMNS", "empty_catalog", "make_catalog"]
+__all__ = ["COLUMNS", "empty_catalog", "make_catalog", "spectral_label"]
 
 #: the catalog's columns
 COLUMNS: dict[str, Column] = {
@@ -113,3 +113,11 @@ def _table(columns: dict[str, np.ndarray]) -> Table:
     table.meta.update(stamp())
     table.meta["axes"] = "pixel positions are 0-based numpy [chan, y, x]"
     return table
+
+
+def spectral_label(row: Any) -> str:
+    """A catalog row's radio velocity (``-0.80 km/s``), or its frequency (``93.169875 GHz``)
+    without a rest frequency."""
+    if np.isfinite(row["velocity"]):
+        return f"{float(row['velocity']):.2f} km/s"
+    return f"{float(row['frequency']) / 1e9:.6f} GHz"

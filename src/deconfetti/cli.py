@@ -339,11 +339,12 @@ def _where(row) -> str:
     """Channel (velocity or frequency), RA/Dec and pixel of a catalog row."""
     from astropy.coordinates import SkyCoord
 
+    from .catalog import spectral_label
+
     sky = SkyCoord(row["ra"], row["dec"], unit="deg").to_string("hmsdms", sep=":",
                                                                 precision=2)
-    spectral = (f"{row['velocity']:.2f} km/s" if row["velocity"] == row["velocity"]
-                else f"{row['frequency'] / 1e9:.6f} GHz")
-    return f"channel {row['channel']} ({spectral}) at {sky} (x={row['x']}, y={row['y']})"
+    return (f"channel {row['channel']} ({spectral_label(row)}) at {sky} "
+            f"(x={row['x']}, y={row['y']})")
 
 
 def _reclean_selections(products, channels: list[int]) -> list[str]:
@@ -360,8 +361,8 @@ def _reclean_selections(products, channels: list[int]) -> list[str]:
     out = []
     for run in runs:
         beam = products.beams[run[0]]
-        out.append(f"channels {run[0]}-{run[-1]}: specmode='cube', start='{float(freq[run[0]])!r}Hz', "
-                   f"width='{width!r}Hz', nchan={len(run)}, restoringbeam="
+        out.append(f"channels {run[0]}-{run[-1]}: specmode='cube', "
+                   f"start='{float(freq[run[0]])!r}Hz', width='{width!r}Hz', nchan={len(run)}, restoringbeam="
                    f"['{beam.major.to_value('arcsec'):.6f}arcsec', "
                    f"'{beam.minor.to_value('arcsec'):.6f}arcsec', "
                    f"'{beam.pa.to_value('deg'):.6f}deg']")

@@ -30,10 +30,8 @@ def data_test(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, image: np.nda
 
     Parameters
     ----------
-    chan, ys, xs : ndarray of int, shape (n,)
-        Candidate channel (index into the block read, halo included) and pixel.
-    image, residual : ndarray, shape (nread, ny, nx)
-        The block's image and residual, Jy/beam.
+    chan, ys, xs, image, residual
+        As in `deconfetti.measure.measure_candidates`.
     imprint : Imprints
         ``psf (*) model`` of the block's channels (at least the candidates' and their
         neighbours').
@@ -91,8 +89,8 @@ def data_test(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, image: np.nda
     spike = values[starts] - np.array([_finite_median(values[s + 1:s + n])
                                        for s, n in zip(starts, sizes)])
     excess = centre - background
-    return {"dirty_snr": (spike - excess) / spike_rms[chan], "unsupported_snr": excess / rms[chan],
-            "spike_snr": spike / spike_rms[chan]}
+    return {"dirty_snr": (spike - excess) / spike_rms[chan],
+            "unsupported_snr": excess / rms[chan], "spike_snr": spike / spike_rms[chan]}
 
 
 class Imprints(dict):

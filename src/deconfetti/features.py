@@ -16,7 +16,7 @@ from scipy import signal
 
 __all__ = ["zero_nan", "neighbour_contrast", "spectral_contrast", "contrast_at", "neighbour_max",
            "spread_max", "disk", "ring_offsets", "gaussian_beam", "gaussian_kernel", "restore",
-           "psf_peak", "psf_convolve", "psf_convolve_at", "Imprint"]
+           "psf_peak", "psf_convolve", "Imprint"]
 
 
 def zero_nan(array: np.ndarray) -> np.ndarray:
@@ -225,13 +225,6 @@ def _one_large_fft(cells: int):
         return
     with _LARGE_FFT, sfft.set_workers(os.cpu_count() or 1):
         yield
-
-
-def psf_convolve_at(model: np.ndarray, psf: np.ndarray, ys: np.ndarray,
-                    xs: np.ndarray) -> np.ndarray:
-    """``psf (*) model`` evaluated at the pixels ``(ys, xs)`` of one channel (see
-    `Imprint`), Jy/beam."""
-    return Imprint(model, psf).at(ys, xs)
 
 
 class Imprint:

@@ -201,7 +201,8 @@ def scan(products: "Products | str", *, config: Config | None = None,
 
     log.info("False alarms of the data test, diverged channels")
     beams = float(np.sum(np.prod(products.shape[1:]) / products.pixels_per_beam))
-    columns["false_alarm"] = false_alarm(columns["unsupported_snr"], columns["null_spread"], beams)
+    columns["false_alarm"] = false_alarm(columns["unsupported_snr"], columns["null_spread"],
+                                         beams)
     failed = diverged(unsupported, config.classify)
 
     log.info("Classifying %d candidate(s)", len(columns["channel"]))

@@ -172,21 +172,21 @@ def repair_scan(source: str | Path, outdir: str | Path | None = None, *,
     source = Path(source)
     outdir = Path(outdir) if outdir is not None else None
     overrides = overrides or {}
+    scandir = source
     if not (source / OUTPUT_NAMES["summary"]).exists():
         products = open_products(source)
-        if outdir is not None:
+        if outdir is not None:  # refused before any scan
             check_outputs_apart([outdir], products.paths.values())
         scandir = default_output_dir(products.name)
-        if overwrite or not _scan_of(scandir, products):
-            config = config or Config().replace(overrides)
-            result, _ = scan_to_folder(products, scandir, config=config, overwrite=overwrite,
-                                       figures=0)
-        source = scandir  # an earlier scan of these products: used as it is
-    if (source / OUTPUT_NAMES["summary"]).exists():
-        scandir, result = source, read_scan(source)
+    if scandir is source or (not overwrite and _scan_of(scandir, products)):
+        result = read_scan(scandir)  # an earlier scan: used as it is
         config = config or result.config.replace(overrides)
-        check_outputs_apart([p for p in (outdir, scandir / REPAIR_LOG_NAME) if p],
-                            result.products.paths.values())
+    else:
+        config = config or Config().replace(overrides)
+        result, _ = scan_to_folder(products, scandir, config=config, overwrite=overwrite,
+                                   figures=0)
+    check_outputs_apart([p for p in (outdir, scandir / REPAIR_LOG_NAME) if p],
+                        result.products.paths.values())
     if outdir is not None:
         try:
             outdir.mkdir(parents=True, exist_ok=True)

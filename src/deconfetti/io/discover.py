@@ -11,8 +11,8 @@ from pathlib import Path
 
 from ..errors import InputError
 
-__all__ = ["PRODUCT_KINDS", "TAG", "REPAIRED", "kind_of", "split_name", "find_sibling", "check_link",
-           "is_output", "find_images", "only_image_in", "repaired_path"]
+__all__ = ["PRODUCT_KINDS", "TAG", "REPAIRED", "kind_of", "split_name", "find_sibling",
+           "check_link", "is_output", "find_images", "only_image_in", "repaired_path"]
 
 #: the tclean products deconfetti knows, in the order they are looked up
 PRODUCT_KINDS = ("image", "model", "residual", "psf", "pb", "mask")

@@ -106,11 +106,9 @@ def write_outputs(result: ScanResult, outdir: Path, *, overwrite: bool = False,
 
 
 def write_figures(pngs: dict[int, dict[str, bytes]], outdir: Path) -> list[Path]:
-    """Write figures made by `evidence_pngs` as ``outdir/figures/<id>_<name>.png``, in
-    place of any figures there (those of an earlier scan)."""
+    """Write figures made by `evidence_pngs` as ``outdir/figures/<id>_<name>.png`` (those
+    of an earlier scan were removed by `write_outputs`)."""
     folder = Path(outdir) / FIGURES_DIR
-    for old in folder.glob("*.png"):
-        old.unlink()
     written = []
     for ident, figures in pngs.items():
         folder.mkdir(exist_ok=True)

@@ -8,6 +8,7 @@ from astropy.coordinates import SkyCoord
 from astropy.table import Table
 from regions import CircleSkyRegion, RegionMeta, Regions, RegionVisual
 
+from ..catalog import spectral_label
 from ..classify import CLASSES
 
 __all__ = ["candidate_regions"]
@@ -32,9 +33,8 @@ def candidate_regions(catalog: Table, radius: np.ndarray) -> Regions:
     """
     shapes = []
     for row, r in zip(catalog, np.asarray(radius, dtype=float)):
-        where = (f"{float(row['velocity']):.2f} km/s" if np.isfinite(row["velocity"])
-                 else f"{float(row['frequency']) / 1e9:.6f} GHz")
-        text = f"{int(row['id'])} {row['classification']} ch {int(row['channel'])} {where}"
+        text = (f"{int(row['id'])} {row['classification']} ch {int(row['channel'])} "
+                f"{spectral_label(row)}")
         meta = {"text": text, "label": text}
         if np.isfinite(row["frequency"]):
             meta["range"] = [float(row["frequency"]) * u.Hz] * 2

@@ -1,5 +1,5 @@
 """Write repaired products: each input product copied under a temporary name, patched
-one channel plane at a time, then renamed to ``NAME.deconfetti.<kind>``.
+one channel plane at a time, then renamed to ``NAME.repaired.<kind>``.
 
 The format follows the input: a CASA image directory is copied whole (headers, beams,
 units, coordinates and masks stay as they are) and patched with python-casacore; a FITS
@@ -26,8 +26,8 @@ from ..io.products import Product, open_products
 from .consistency import verify
 from .solve import repair
 
-__all__ = ["repaired_path", "PatchedCopy", "patched_copies", "link_unchanged",
-           "write_startmodel", "write_repaired"]
+__all__ = ["PatchedCopy", "patched_copies", "link_unchanged", "write_startmodel",
+           "write_repaired"]
 
 class PatchedCopy:
     """A copy of ``source`` at a temporary name beside ``target``, patched with `add`,
@@ -54,15 +54,17 @@ class PatchedCopy:
 
     def add(self, chan: int, delta: np.ndarray) -> None:
         """Add ``delta`` (``(ny, nx)``, the product's unit) to channel ``chan``."""
-        if self._patcher is None:
-            self._patcher = self.source.reader.patcher(self.temporary)
-        self._patcher.add(chan, delta)
+        self._patch().add(chan, delta)
 
     def note(self, text: str) -> None:
         """Record ``text`` in the copy's history (FITS HISTORY, CASA logtable)."""
+        self._patch().note(text)
+
+    def _patch(self):
+        """The format's patcher of the copy, opened on first use."""
         if self._patcher is None:
             self._patcher = self.source.reader.patcher(self.temporary)
-        self._patcher.note(text)
+        return self._patcher
 
     def close(self) -> None:
         patcher, self._patcher = self._patcher, None
