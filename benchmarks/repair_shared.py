@@ -1,13 +1,16 @@
-"""Repair the shared labelled cases and measure it against their truth.
+"""Repair labelled cases and measure it against their truth.
 
-Usage: python benchmarks/repair_shared.py [../shared/data] [--set repair.consistency_max=99]
+Usage: python benchmarks/repair_shared.py [DIR ...] [--set repair.consistency_max=99]
 
-For each case: scan, repair (in memory), then, per confetti label (channel, x, y):
-the image-minus-truth error at the label before and after, also high-passed as the labels
+DIR holds case folders (each with its products, truth.fits, labels.csv, noise.csv and
+real_sources.csv), e.g. ../shared/data or the natural runs of make_tclean_runs.py. For
+each case: scan, repair (in memory), then, per confetti label (channel, x, y): the
+image-minus-truth error at the label before and after, also high-passed as the labels
 were found, and the rms of that error within 1 beam FWHM of it; per case, the share of the
-labels' error removed (summed over them); the rms of the error around the removals, in
-annuli; the largest change of the image outside the repair footprints (all channels), in
-sigma; the change of every real compact source's peak.
+labels' error removed (summed over them); the rms of the error from 1 to 5 beams of the
+labels and farther than 5 beams from every label, in their channels; the largest change of
+the image farther than 5 beams from every label (all channels), in sigma; the change of
+every real compact source's peak.
 """
 
 import argparse
@@ -23,17 +26,9 @@ import deconfetti
 from deconfetti.config import load_config, parse_overrides
 from deconfetti.repair import repair
 
-CASES = {"confetti_s01": "confetti_s01", "confetti_s02": "confetti_s02",
-         "pedM1b_inj": "img", "pedC1": "img"}
-
-
 def rows(path):
     with open(path) as handle:
         return list(csv.DictReader(handle))
-
-
-#: annuli around a removal, in restoring-beam FWHM
-ANNULI = [0, 1, 2, 4, 6, 8]
 
 
 def high_pass(plane: np.ndarray, major: float) -> np.ndarray:
@@ -78,26 +73,30 @@ def run_case(directory: Path, prefix: str, config) -> dict:
                  if int(r["channel"]) == lab["channel"]
                  and abs(int(r["x"]) - lab["x"]) <= 2 and abs(int(r["y"]) - lab["y"]) <= 2]
         lab["fake"] = fakes[0] if fakes else np.nan
-    # rms of the error around every removal, in annuli of beams (the last one is beyond
-    # every footprint: the floor of noise and other imaging errors)
-    squares = np.zeros((2, len(ANNULI) - 1))
-    counts = np.zeros(len(ANNULI) - 1)
-    for row in log[log["status"] == "removed"]:
-        c = row["channel"]
-        ring = np.digitize(np.hypot(yy - row["y"], xx - row["x"]) / major[c], ANNULI) - 1
-        ok = (ring >= 0) & (ring < len(counts)) & np.isfinite(image[c] - truth[c])
-        for when, plane in enumerate((image[c], after[c])):
-            error = ((plane[ok] - truth[c][ok]) / sigma[c]) ** 2
-            squares[when] += np.bincount(ring[ok], error, len(counts))
-        counts += np.bincount(ring[ok], minlength=len(counts))
-    out["annuli"] = np.sqrt(squares / np.maximum(counts, 1))
-    outside = np.abs(after - image)[~changed] if (~changed).any() else np.zeros(1)
-    out["outside_sigma"] = float(np.max(outside / np.median(sigma)))
+    # the error from 1 to 5 beams of the labels, and beyond 5 beams of all of them, in
+    # their channels; the largest change beyond 5 beams of every label, in any channel
+    near = np.zeros(image.shape, dtype=bool)
+    far = np.ones(image.shape, dtype=bool)
+    for label in labels:
+        c, x, y = int(label["channel"]), int(label["x"]), int(label["y"])
+        d = np.hypot(yy - y, xx - x) / major[c]
+        near[c] |= (d > 1) & (d <= 5)
+        far[c] &= d > 5
+    chans = sorted({int(label["channel"]) for label in labels})
+    ok = np.isfinite(image - truth)
+    scaled = lambda cube: (cube - truth) / sigma[:, None, None]  # noqa: E731
+    for name, region in (("ring", near), ("far", far)):
+        region = region & ok & np.isin(np.arange(len(image)), chans)[:, None, None]
+        out[name] = [float(np.sqrt(np.mean(scaled(cube)[region] ** 2))) if region.any()
+                     else np.nan for cube in (image, after)]
+    change = np.abs(after - image) / sigma[:, None, None]
+    out["far_change"] = float(np.nanmax(np.where(far, change, 0.0)))
     real = []
     for source in rows(directory / "real_sources.csv"):
         x, y = int(float(source["x"])), int(float(source["y"]))
         c = int(float(source["chan_peak"]))
-        real.append(abs(after[c, y, x] - image[c, y, x]) / abs(image[c, y, x]))
+        if 0 <= c < len(image):
+            real.append(abs(after[c, y, x] - image[c, y, x]) / abs(image[c, y, x]))
     out["real_max_change"] = max(real) if real else 0.0
     out["log"] = log
     return out
@@ -108,21 +107,29 @@ def removed_share(before: list, after: list) -> float:
     return 1 - np.sum(np.abs(after)) / np.sum(np.abs(before)) if before else np.nan
 
 
+def cases(folders: list[str]):
+    """(folder, product prefix) of every labelled case in ``folders``."""
+    for folder in folders:
+        for case in sorted(Path(folder).iterdir()):
+            images = sorted(case.glob("*.image")) if (case / "labels.csv").exists() else []
+            if images and (case / "truth.fits").exists():
+                yield case, images[0].name[:-len(".image")]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data", nargs="?", default=str(Path(__file__).parents[1] / ".." / "shared" / "data"))
+    parser.add_argument("data", nargs="*",
+                        default=[str(Path(__file__).parents[1] / ".." / "shared" / "data")])
     parser.add_argument("--set", action="append", default=[])
     args = parser.parse_args(argv)
     config = load_config(None, parse_overrides(args.set))
     print("| case | label (c, x, y) | repaired | error at label before -> after (sigma) | "
-          "removed | high-passed error before -> after | removed | injected fake (sigma) | of it removed | "
-          "rms within 1 beam before -> after |")
+          "removed | high-passed error before -> after | removed | injected fake (sigma) | "
+          "of it removed | rms within 1 beam before -> after |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     summaries = []
-    for name, prefix in CASES.items():
-        directory = Path(args.data) / name
-        if not directory.exists():
-            continue
+    for directory, prefix in cases(args.data):
+        name = directory.name
         res = run_case(directory, prefix, config)
         for lab in res["labels"]:
             frac = 1 - abs(lab["at_after"]) / abs(lab["at_before"])
@@ -135,32 +142,29 @@ def main(argv=None) -> int:
                   f"{lab['rms_before']:.2f} -> {lab['rms_after']:.2f} |")
         summaries.append(res)
     print()
-    print("| case | removed | refused | share of the labels' error removed: at the peaks, "
-          "high-passed, energy within 1 beam less the noise's | "
-          "largest image change outside footprints (sigma) | largest real-source peak change |")
-    print("|---|---|---|---|---|---|")
+    print("| case | labels | removed | refused | share of the labels' error removed: at the "
+          "peaks, high-passed, energy within 1 beam less the noise's | rms error 1-5 beams, "
+          "before -> after | rms error beyond 5 beams, before -> after | largest change beyond "
+          "5 beams (sigma) | largest real-source peak change |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for res in summaries:
         labels = res["labels"]
         shares = [removed_share([lab[f"{kind}_before"] for lab in labels],
                                 [lab[f"{kind}_after"] for lab in labels]) for kind in ("at", "hp")]
         energy = [sum(lab[f"rms_{when}"] ** 2 - 1 for lab in labels) for when in ("before", "after")]
         shares.append(1 - energy[1] / energy[0] if labels else np.nan)
-        print(f"| {res['case']} | {res['removed']} | {res['refused']} | "
-              f"{', '.join(f'{100 * share:.1f}%' for share in shares)} | {res['outside_sigma']:.3g} | "
-              f"{100 * res['real_max_change']:.3f}% |")
-    print("\n| case | rms of image - truth around the removals, before -> after (sigma), "
-          f"in annuli of {', '.join(f'{a}-{b}' for a, b in zip(ANNULI, ANNULI[1:]))} beams |")
-    print("|---|---|")
-    for res in summaries:
-        if res["removed"]:
-            print(f"| {res['case']} | " + ", ".join(
-                f"{b:.2f} -> {a:.2f}" for b, a in zip(*res["annuli"])) + " |")
+        print(f"| {res['case']} | {len(labels)} | {res['removed']} | {res['refused']} | "
+              f"{', '.join(f'{100 * share:.1f}%' for share in shares)} | "
+              f"{res['ring'][0]:.3f} -> {res['ring'][1]:.3f} | "
+              f"{res['far'][0]:.3f} -> {res['far'][1]:.3f} | {res['far_change']:.2f} | "
+              f"{100 * res['real_max_change']:.2f}% |")
     for res in summaries:
         log = res["log"]
         if len(log):
             print(f"\n{res['case']} repair log:")
-            log[["id", "channel", "x", "y", "status", "restored_sigma", "psf_peak_sigma", "imprint",
-                 "consistency_sigma"]].pprint(max_width=200, max_lines=-1)
+            log[["id", "channel", "x", "y", "status", "excess_left", "psf_peak_sigma", "imprint",
+                 "consistency_sigma", "far_change_sigma", "reason"]].pprint(max_width=250,
+                                                                          max_lines=-1)
     return 0
 
 

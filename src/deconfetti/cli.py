@@ -301,10 +301,9 @@ def _repair_command(args: argparse.Namespace) -> int:
               f"log in {log_path}")
         for row in log:
             print(f"  #{row['id']} channel {row['channel']} x={row['x']} y={row['y']}: "
-                  f"{row['status']} ({row['reason']}; consistency "
-                  f"{row['consistency_sigma']:.2f} rms; unsupported "
+                  f"{row['status']} ({row['reason']}); unsupported "
                   f"{row['unsupported_before']:.1f} rms before, "
-                  f"{row['unsupported_after']:.1f} after)")
+                  f"{row['unsupported_after']:.1f} after")
         for kind, path in paths.items():
             print(f"  {'linked' if kind in ('psf', 'pb') else 'wrote'} {path}")
         if "startmodel" in paths:

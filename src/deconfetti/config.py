@@ -75,13 +75,18 @@ class ClassifyConfig:
 class RepairConfig:
     """Repair: which model components are removed, and when the data allow it."""
 
-    #: the negative bowl removed with each confetti candidate's compact component (its
-    #: one-channel model excess; the compact part within half a beam) lies within this
-    #: radius, in restoring-beam FWHM
+    #: the model change at a confetti candidate (a bounded least-squares solve over its
+    #: one-channel model excess) lies within this radius, in restoring-beam FWHM
     radius_beams: float = 4.0
     #: a removal is refused when it changes the fit to the data (the dirty image) by more
     #: than this, in units of the channel's sigma (see the repair log's consistency_sigma)
     consistency_max: float = 1.0
+    #: a removal is refused when it leaves more than this share of the candidate's
+    #: unsupported excess (the data hold the rest)
+    left_max: float = 0.5
+    #: a removal is refused when it changes the image at a real source (a candidate
+    #: classified real) by more than this share of its value
+    real_change_max: float = 0.01
 
 
 @dataclass(frozen=True)

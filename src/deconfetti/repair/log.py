@@ -16,9 +16,6 @@ REPAIR_COLUMNS: dict[str, Column] = {
     "x": Column("i8", "pix", "candidate column (0-based)"),
     "y": Column("i8", "pix", "candidate row (0-based)"),
     "status": Column("U", None, "'removed', or 'refused' (the data do not allow the removal)"),
-    "method": Column("U", None,
-        "what was removed: 'cluster' (the compact component and its bowl) or 'invisible point' "
-        "(the part of a point the data do not see)"),
     "reason": Column("U", None, "why, in words"),
     "npix": Column("i8", None, "model pixels changed"),
     "flux_removed": Column("f8", "Jy", "sum of the removed components (positive minus negative)"),
@@ -36,8 +33,13 @@ REPAIR_COLUMNS: dict[str, Column] = {
     "consistency_sigma": Column("f8", None,
         "the data-consistency figure, (1 - imprint) * psf_peak_sigma: how much the removal "
         "worsens the fit to the dirty image"),
-    "radius": Column("f8", "pix", "radius of the removed cluster"),
-    "footprint": Column("f8", "pix", "radius within which the image changes"),
+    "excess_left": Column("f8", None,
+        "share of the candidate's unsupported excess the removal leaves (0 all taken out, "
+        "1 none)"),
+    "far_change_sigma": Column("f8", None,
+        "largest image change farther than 5 beams from every removal in the channel, in "
+        "units of the channel's sigma (the psf sidelobes of what was removed)"),
+    "radius": Column("f8", "pix", "radius within which the model may change"),
     "image_before": Column("f8", "Jy/beam", "image at the candidate before repair"),
     "image_after": Column("f8", "Jy/beam", "image at the candidate after repair"),
     "sigma": Column("f8", "Jy/beam", "the channel's thermal noise"),

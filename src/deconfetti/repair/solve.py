@@ -1,64 +1,63 @@
-"""Repair: take confetti clusters out of the model, re-restore the image, and test each
-removal against the data (the dirty image).
+"""Repair: the smallest change of a channel's model that takes a confetti candidate's
+unsupported excess out of the image while the model still fits the data.
 
-For each confetti candidate at ``(c, y, x)``:
-
-- ``D``: the model's one-channel excess (channel c minus the median of channels c-1..c+1):
-  its positive part within half a beam of the candidate (the compact component) and its
-  negative part within ``repair.radius_beams`` restoring-beam FWHM (the bowl), in that
-  channel only (Jy/pixel). The adjacent channels' model is left as it is.
-- ``p = psf (*) D``: the removed components' imprint on the dirty image (Jy/beam).
-  ``psf_peak_sigma`` is its peak near the candidate in units of the channel's sigma.
-- ``imprint``: the least-squares amplitude of ``-p`` in the residual near the candidate,
-  clipped to [0, 1]. When the minor cycle put ``D`` into the model without the data
-  asking for it, the residual carries ``-p`` (imprint 1): taking ``D`` out gives the
-  residual back what it lost. When ``D`` fits something in the dirty image, the residual
-  is flat there (imprint 0) and taking ``D`` out leaves ``p`` unexplained.
-- ``consistency_sigma = (1 - imprint) * psf_peak_sigma``: how much the removal worsens
-  the fit to the data. Above ``repair.consistency_max`` the removal is refused.
-
-When the cluster is refused, the part of a point at the candidate's hot model pixel
-(`hot_pixel`) that the data do not see (`InvisiblePoints`) is tried: it spans the whole
-plane, its ``p`` is small by construction, and it is removed when its restored part makes
-at least `INVISIBLE_SHARE` of the candidate's one-channel image spike and the data test
-passes. The model changes over the whole plane; the image and the residual change within
-the footprint only, tapered like ``p``, and the data test looks within the fit radius:
-far from the candidate the psf image cannot tell the imprint of an image-wide pattern.
-Near it, the psf truncated at half the image overstates that imprint (on 12 CASA
-injections, 1.1-2.5 times the residual change of CASA's own major cycle within a beam),
-so the residual gets back ``imprint * p``, the part of ``p`` it carries, rather than all
-of ``p``.
-
-For the removals allowed in a channel, with ``B`` the channel's restoring beam:
+The dirty image, ``residual + psf (*) model``, is what the visibilities demand; the image
+is ``B (*) model + residual`` (``B`` the restoring beam). Taking ``D`` (Jy/pixel) out of
+a channel's model, the products tclean would write are
 
 - ``model' = model - D``
-- ``residual' = residual + p`` (what tclean reports for ``model'``)
-- ``image' = image - B (*) D + w p``: ``w`` is 1 within the cluster's radius and tapers
-  to 0 one beam further, and ``B (*) D`` reaches two beams beyond the radius (the
-  footprint). Near the candidate the image is re-restored as tclean would,
-  ``B (*) model' + residual'``; outside the footprint it is unchanged.
+- ``residual' = residual + psf (*) D``
+- ``image' = image - B (*) D + psf (*) D``
+
+over the whole plane, so that the dirty image is unchanged and model, residual and image
+keep tclean's relations everywhere. ``image - dirty = (B - psf) (*) model`` is what the
+model adds to the image beyond the data; its one-channel contrast ``U`` (the channel
+minus the mean of its neighbours, as in the scan's data test) is the unsupported excess.
+
+For each confetti candidate of a channel, ``D`` solves, within a window of
+``repair.radius_beams`` restoring-beam FWHM around it (plus two beams for the pixels
+measured),
+
+    minimise ||(B - psf) (*) D - U||^2 + ||residual + psf (*) D||^2 + damping ||D||^2
+
+with each pixel of ``D`` between 0 and the channel's one-channel model excess there
+(`model_excess`: what the adjacent channels do not hold) and 0 within a beam of every
+candidate classified real. The first term takes the unsupported excess out; the second
+is the fit to the data: a component the data demand is kept (removing it would leave its
+imprint in the residual), one they do not is removed (the residual already carries its
+negative imprint, or it has none). Nothing is shaped or scaled to a kind of fake.
+
+A removal is refused, with its reason, when the solve leaves more than
+``repair.left_max`` of the excess at the candidate (the data hold most of it), when it
+worsens the fit to the data by more than ``repair.consistency_max`` sigma, or when it
+changes the image at a real source by more than ``repair.real_change_max`` of its value.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 from astropy.table import Table
+from scipy import fft as sfft
 
 from ..config import Config
 from ..errors import InputError
-from ..features import psf_convolve, psf_peak, restore, spectral_contrast, zero_nan
+from ..features import gaussian_beam, neighbour_contrast, psf_peak, zero_nan
 from ..io.products import Products
 from .consistency import imprint_share
 from .log import log_table
-from .select import INVISIBLE_SHARE, InvisiblePoints, hot_pixel, model_excess
+from .select import model_excess, removable
 
-__all__ = ["ChannelRepair", "repair_channel", "repair"]
+__all__ = ["ChannelRepair", "ChannelOperator", "solve_removal", "repair_channel", "repair"]
 
 log = logging.getLogger(__name__)
+
+#: damping of ``||D||`` relative to a pixel's response (the smallest D among near-equals)
+DAMPING = 0.03
 
 
 @dataclass
@@ -73,28 +72,100 @@ class ChannelRepair:
     rows: list[dict]
 
 
-def repair_channel(model: np.ndarray, index: int, residual: np.ndarray, image: np.ndarray,
-                   psf: np.ndarray, beam: tuple[float, float, float], sigma: float,
-                   sites: list[tuple[int, int, int]], *, chan: int = 0,
-                   radius_beams: float = 4.0, consistency_max: float = 1.0) -> ChannelRepair:
+class ChannelOperator:
+    """The restoring beam ``B`` and the psf of one channel as periodic convolutions on
+    the image grid (the psf's own uv weights), and the matrix-free pieces of the solve:
+    both are diagonal in the Fourier domain."""
+
+    def __init__(self, psf: np.ndarray, beam: tuple[float, float, float],
+                 shape: tuple[int, int]):
+        self.shape = shape
+        dy, dx = (np.fft.fftfreq(n, 1.0 / n) for n in shape)
+        self.beam = sfft.rfft2(gaussian_beam(dy[:, None], dx[None, :], *beam))
+        self.psf = sfft.rfft2(_centred(psf, shape))
+
+    def convolve(self, plane: np.ndarray, spectrum: np.ndarray | None = None) -> np.ndarray:
+        """``kernel (*) plane`` (periodic) for the kernel's ``spectrum`` (default the
+        psf's)."""
+        spectrum = self.psf if spectrum is None else spectrum
+        return sfft.irfft2(sfft.rfft2(plane) * spectrum, self.shape)
+
+
+def solve_removal(operator: ChannelOperator, unsupported: np.ndarray, residual: np.ndarray,
+                  lower: np.ndarray, upper: np.ndarray, windows: np.ndarray, *,
+                  iterations: int = 1000, tolerance: float = 1e-4) -> np.ndarray:
+    """The bounded least-squares ``D`` of the module docstring, whole plane.
+
+    Minimises ``||W ((B - psf) (*) D - U)||^2 + ||psf (*) D + W R||^2 + damping ||D||^2``
+    for ``lower <= D <= upper`` by accelerated projected gradient (FISTA) with the step
+    of the exact Lipschitz bound (the convolutions are diagonal in the Fourier domain).
+    ``W`` is the boolean ``windows`` around the candidates: the excess U is taken out
+    there, and the fit to the data is kept everywhere (the residual R counts within the
+    windows, any imprint outside them). All planes are in units of the channel's sigma
+    (D in sigma per pixel).
+    """
+    difference = (operator.beam - operator.psf).astype(np.complex64)
+    data = np.abs(operator.psf) ** 2
+    data += DAMPING ** 2 * float(np.mean(np.abs(difference) ** 2 + data))
+    step = 1.0 / float(np.max(np.abs(difference) ** 2 + data))
+    data = data.astype(np.float32)
+    fixed = (np.conj(operator.psf).astype(np.complex64)
+             * sfft.rfft2(np.where(windows, residual, 0.0).astype(np.float32)))
+    excess = np.where(windows, unsupported, 0.0).astype(np.float32)
+    lower, upper = lower.astype(np.float32), upper.astype(np.float32)
+    shape = operator.shape
+    outside = ~windows
+    now = np.zeros(shape, dtype=np.float32)
+    ahead = now
+    momentum = 1.0
+    with sfft.set_workers(os.cpu_count() or 1):  # float32 transforms on every core
+        for count in range(1, iterations + 1):
+            spectrum = sfft.rfft2(ahead)
+            misfit = sfft.irfft2(difference * spectrum, shape)
+            misfit -= excess
+            misfit[outside] = 0.0
+            gradient = sfft.irfft2(np.conj(difference) * sfft.rfft2(misfit) + data * spectrum
+                                   + fixed, shape)
+            new = np.clip(ahead - np.float32(step) * gradient, lower, upper)
+            change = float(np.max(np.abs(new - now)))
+            following = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * momentum ** 2))
+            ahead = new + np.float32((momentum - 1.0) / following) * (new - now)
+            now, momentum = new, following
+            if change <= tolerance * max(float(np.max(np.abs(now))), 1e-12):
+                break
+    log.debug("removal solved in %d iterations", count)
+    return now.astype(np.float64)
+
+
+def repair_channel(model: np.ndarray, index: int, image: np.ndarray, residual: np.ndarray,
+                   psf: dict[int, np.ndarray], beam: tuple[float, float, float], sigma: float,
+                   sites: list[tuple[int, int, int]], *, protected: list[tuple[int, int]] = (),
+                   sources: list[tuple[int, int]] = (), skip: frozenset = frozenset(), chan: int = 0, radius_beams: float = 4.0,
+                   consistency_max: float = 1.0, left_max: float = 0.5,
+                   real_change_max: float = 0.01) -> ChannelRepair:
     """Repair the confetti of one channel.
 
     Parameters
     ----------
-    model : ndarray, shape (k, ny, nx)
-        Model channels around the one repaired (Jy/pixel), ``model[index]`` being it.
-    residual : ndarray, shape (ny, nx)
-        The channel's residual, Jy/beam.
-    image : ndarray, shape (k, ny, nx)
-        The image in the same channels as ``model``, Jy/beam.
-    psf : ndarray, shape (pny, pnx)
-        The channel's dirty beam, peak 1.
+    model, image, residual : ndarray, shape (k, ny, nx)
+        The channels around the one repaired, ``[index]`` being it (model Jy/pixel,
+        image and residual Jy/beam).
+    psf : dict of int -> ndarray
+        Dirty beam (peak 1) of each of those channels, by index.
     beam : (major, minor, pa)
-        Restoring beam, FWHM in pixels and PA in degrees.
+        The channel's restoring beam, FWHM in pixels and PA in degrees.
     sigma : float
         The channel's thermal noise, Jy/beam.
     sites : list of (id, y, x)
         Confetti candidates in this channel.
+    protected : list of (y, x)
+        Real sources (candidates classified real in these channels): their model is
+        never touched.
+    sources : list of (y, x)
+        The real sources of this channel: a removal may change the image there by at
+        most ``real_change_max`` of its value.
+    skip : frozenset of int
+        Indices of diverged channels, left out of the excess's neighbours.
     chan : int
         The channel's index in the cube (for the log).
 
@@ -103,112 +174,115 @@ def repair_channel(model: np.ndarray, index: int, residual: np.ndarray, image: n
     ChannelRepair
     """
     model = zero_nan(np.array(model, dtype=np.float64))
-    psf = zero_nan(np.array(psf, dtype=np.float64))
+    image = np.asarray(image, dtype=np.float64)
+    here = zero_nan(np.asarray(residual[index], dtype=np.float64))
+    psf = {k: zero_nan(np.asarray(p, dtype=np.float64)) for k, p in psf.items()}
     excess = model_excess(model, index)
     ny, nx = excess.shape
     major = beam[0]
     radius = radius_beams * major
-    fit_radius = radius + major
-    footprint = radius + 2 * major + 2  # the clean beam kernel reaches 2 FWHM (rounded up)
-    py, px = psf_peak(psf)
-    reach = int(np.ceil(2 * fit_radius)) + 1
-    psf_cut = psf[max(0, py - reach):py + reach + 1, max(0, px - reach):px + reach + 1]
     yy, xx = np.ogrid[:ny, :nx]
-
-    removed = np.zeros((ny, nx), dtype=bool)
-    changed = np.zeros((ny, nx), dtype=bool)
-    weight = np.zeros((ny, nx))
-    hidden = np.zeros((ny, nx))  # removed invisible points (image-wide, Jy/pixel)
-    near = np.zeros((ny, nx))  # where the image takes their change
-    given = np.zeros((ny, nx))  # the part of their imprint the residual carries
-    spikes = spectral_contrast(image, index)  # the one-channel image spike, Jy/beam
-    image = image[index]
-    invisible = None
-    rows = []
+    distance = {ident: np.hypot(yy - y, xx - x) for ident, y, x in sites}
+    # the unsupported excess: the one-channel contrast of image - dirty, with the same
+    # periodic psf as the solve
+    unsupported = {k: zero_nan(image[k] - residual[k]) - ChannelOperator(psf[k], beam, (ny, nx))
+                   .convolve(model[k]) for k in psf}
+    operator = ChannelOperator(psf[index], beam, (ny, nx))
+    sides = [k for k in (index - 1, index + 1) if k in unsupported and k not in skip]
+    contrast = neighbour_contrast(unsupported[index], [unsupported[k] for k in sides])
+    rows = {ident: dict(id=ident, channel=chan, x=x, y=y, sigma=sigma, radius=radius,
+                        image_before=float(image[index, y, x])) for ident, y, x in sites}
+    active = []
     for ident, y, x in sites:
-        half = int(np.ceil(footprint)) + 1
-        ys, xs = slice(max(0, y - half), y + half + 1), slice(max(0, x - half), x + half + 1)
-        dist = np.hypot(yy[ys] - y, xx[:, xs] - x)
-        core = dist <= 0.5 * major
-        inside = np.where(excess[ys, xs] > 0, core, dist <= radius)
-        part = np.where(inside, excess[ys, xs], 0.0)
-        imprint = psf_convolve(part, psf_cut)
-        fit = dist <= fit_radius
-        share = imprint_share(residual[ys, xs][fit], imprint[fit])
-        psf_sigma = float(np.max(np.abs(imprint[fit]))) / sigma
-        restored = float(restore(part, *beam)[y - ys.start, x - xs.start])
-        row = dict(id=ident, channel=chan, x=x, y=y, method="", radius=radius,
-                   footprint=footprint, image_before=float(image[y, x]), sigma=sigma,
-                   **_figures(part, restored, sigma, psf_sigma, share))
-        consistency = row["consistency_sigma"]
-        taper = np.clip((radius + 2 - dist) / major + 1.0, 0.0, 1.0)
-        taper = 0.5 - 0.5 * np.cos(np.pi * taper)  # 1 within the cluster, 0 a beam further
-        if not np.any(part[core] > 0):
-            row.update(status="refused", reason="no one-channel model excess at the candidate")
-        elif np.isfinite(consistency) and consistency <= consistency_max:
-            row.update(status="removed", method="cluster", reason="not demanded by the data")
-            removed[ys, xs] |= inside
-            changed[ys, xs] |= dist <= footprint
-            weight[ys, xs] = np.maximum(weight[ys, xs], taper)
+        core = distance[ident] <= 0.5 * major
+        if contrast[y, x] <= 0:
+            rows[ident].update(status="refused", npix=0,
+                               reason="no unsupported excess at the candidate")
+        elif not np.any(excess[core] > 0):
+            rows[ident].update(status="refused", npix=0,
+                               reason="no one-channel model excess at the candidate")
         else:
-            if invisible is None:
-                invisible = InvisiblePoints(excess, psf, [hot_pixel(excess, y_, x_, 0.5 * major)
-                                                          for _, y_, x_ in sites])
-            spike = float(spikes[y, x])
-            largest, tested = 0.0, False
-            for part in invisible.parts(len(rows)) if spike > 0 else ():
-                # the restored part must make the spike (cheap), the data allow it (costly)
-                shown = float(restore(part[ys, xs], *beam)[y - ys.start, x - xs.start])
-                largest = max(largest, shown)
-                if shown < INVISIBLE_SHARE * spike:
-                    continue
-                tested = True
-                imprint = psf_convolve(part, psf, (ys, xs))  # as the residual gets it
-                psf_sigma = float(np.max(np.abs(imprint[fit]))) / sigma
-                share = imprint_share(residual[ys, xs][fit], imprint[fit])
-                if (1.0 - share) * psf_sigma <= consistency_max:
-                    row.update(status="removed", method="invisible point",
-                               reason="invisible to the data",
-                               **_figures(part, shown, sigma, psf_sigma, share))
-                    hidden += part
-                    given[ys, xs] += share * imprint
-                    near[ys, xs] = np.maximum(near[ys, xs], taper)
-                    break
-            else:
-                if not invisible.fits:
-                    why = "no invisible part was fitted (the psf's shape is not the image's)"
-                elif tested:
-                    why = "by more for its invisible part"
-                elif spike > 0:
-                    why = f"its invisible part makes at most {largest / spike:.0%} of the spike"
-                else:
-                    why = "the image has no one-channel spike there"
+            active.append((ident, y, x))
+    removed = np.zeros((ny, nx))
+    while active:
+        windows = np.zeros((ny, nx), dtype=bool)
+        for ident, _, _ in active:
+            windows |= distance[ident] <= radius + 2 * major
+        lower, upper = removable(excess, protected, major)
+        removed = sigma * solve_removal(operator, contrast / sigma, here / sigma,
+                                        lower / sigma, upper / sigma, windows)
+        imprint = operator.convolve(removed, operator.psf)
+        image_delta = imprint - operator.convolve(removed, operator.beam)
+        refused = []
+        for ident, y, x in active:
+            row = rows[ident]
+            near = distance[ident] <= radius
+            part = np.where(near, removed, 0.0)
+            fit = distance[ident] <= radius + major
+            share = imprint_share(here[fit], imprint[fit])
+            psf_sigma = float(np.max(np.abs(imprint[fit]))) / sigma
+            left = (contrast[y, x] + image_delta[y, x]) / contrast[y, x]
+            row.update(_figures(part, -float(image_delta[y, x]), sigma, psf_sigma, share),
+                       excess_left=left)
+            real = _real_change(image_delta, image[index], sources)
+            if left > left_max:
                 row.update(status="refused",
-                           reason=f"the data do not allow it: the fit to the dirty image would "
-                                  f"worsen by {consistency:.2f} sigma (at most "
-                                  f"{consistency_max:g}), and {why}")
-        rows.append(row)
+                           reason=f"the data hold most of it: the removal they allow takes "
+                                  f"{max(0.0, 1 - left):.0%} of the unsupported excess (at least "
+                                  f"{1 - left_max:.0%} needed)")
+            elif row["consistency_sigma"] > consistency_max:
+                row.update(status="refused",
+                           reason=f"the data demand it: removing it worsens the fit to the "
+                                  f"dirty image by {row['consistency_sigma']:.2f} sigma (at "
+                                  f"most {consistency_max:g})")
+            elif real > real_change_max:
+                row.update(status="refused",
+                           reason=f"it would change a real source's peak by {real:.1%} (at "
+                                  f"most {real_change_max:.0%})")
+            else:
+                row.update(status="removed", reason="not demanded by the data")
+                continue
+            refused.append(ident)
+        if not refused:
+            break
+        active = [site for site in active if site[0] not in refused]
+        removed = np.zeros((ny, nx))
 
-    if not (removed.any() or hidden.any()):
-        for row in rows:
-            row["image_after"] = row["image_before"]
-        return ChannelRepair(None, None, None, rows)
-    cluster = np.where(removed, excess, 0.0)
-    imprint = psf_convolve(cluster, psf) if removed.any() else np.zeros((ny, nx))
-    image_delta = np.where(changed, weight * imprint - restore(cluster, *beam), 0.0)
-    if hidden.any():
-        # image-wide components: the image and the residual change near the candidates
-        # only, by the share of the imprint the residual carries. Far from them the psf
-        # image, truncated or periodic, cannot tell the imprint of an image-wide pattern
-        # (the two disagree there by up to ~10 sigma on injected null-space patterns).
-        seen = near * given
-        image_delta += seen - near * restore(hidden, *beam)
-        imprint += seen
-        cluster += hidden
-    for row in rows:
-        row["image_after"] = row["image_before"] + float(image_delta[row["y"], row["x"]])
-    return ChannelRepair((-cluster).astype(np.float32), image_delta.astype(np.float32),
-                         imprint.astype(np.float32), rows)
+    if not removed.any():
+        for row in rows.values():
+            row.update(image_after=row["image_before"], far_change_sigma=0.0)
+        return ChannelRepair(None, None, None, list(rows.values()))
+    far = np.ones((ny, nx), dtype=bool)
+    for ident, _, _ in active:
+        far &= distance[ident] > 5 * major
+    far_change = float(np.max(np.abs(image_delta[far]))) / sigma if far.any() else 0.0
+    for row in rows.values():
+        row.update(image_after=row["image_before"] + float(image_delta[row["y"], row["x"]]),
+                   far_change_sigma=far_change)
+    return ChannelRepair((-removed).astype(np.float32), image_delta.astype(np.float32),
+                         imprint.astype(np.float32), list(rows.values()))
+
+
+def _centred(psf: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The psf on a periodic grid of ``shape`` with its peak at pixel (0, 0) (cut or
+    padded with 0 where its extent differs from the grid's)."""
+    py, px = psf_peak(psf)
+    grid = np.zeros(shape)
+    dy = np.arange(-py, psf.shape[0] - py)
+    dx = np.arange(-px, psf.shape[1] - px)
+    dy = dy[(dy >= -(shape[0] // 2)) & (dy < (shape[0] + 1) // 2)]
+    dx = dx[(dx >= -(shape[1] // 2)) & (dx < (shape[1] + 1) // 2)]
+    grid[np.ix_(dy % shape[0], dx % shape[1])] = psf[np.ix_(dy + py, dx + px)]
+    return grid
+
+
+def _real_change(image_delta: np.ndarray, image: np.ndarray,
+                 protected: list[tuple[int, int]]) -> float:
+    """Largest |image change| / |image| at the ``protected`` ``(y, x)`` pixels."""
+    if not protected:
+        return 0.0
+    ys, xs = (np.array(v) for v in zip(*protected))
+    return float(np.max(np.abs(image_delta[ys, xs]) / np.maximum(np.abs(image[ys, xs]), 1e-30)))
 
 
 def repair(products: Products, catalog: Table, rms: np.ndarray, *, config: Config | None = None,
@@ -235,20 +309,27 @@ def repair(products: Products, catalog: Table, rms: np.ndarray, *, config: Confi
     config = config or Config()
     if products.psf is None:
         raise InputError(f"{products.name}: repair needs the psf (the data test); none found")
-    confetti = catalog[catalog["classification"] == "confetti"] if len(catalog) else catalog
+    classes = np.asarray(catalog["classification"]) if len(catalog) else np.array([])
+    confetti = catalog[classes == "confetti"] if len(catalog) else catalog
+    diverged = {int(c) for c in catalog["channel"][classes == "diverged"]} if len(catalog) else set()
+    real = catalog[classes == "real"] if len(catalog) else catalog
     rows = []
     beams = products.beam_pixels
     for chan in sorted({int(c) for c in confetti["channel"]}) if len(confetti) else []:
         here = confetti[confetti["channel"] == chan]
         sites = [(int(r["id"]), int(r["y"]), int(r["x"])) for r in here]
-        model = products.read("model", chan - 1, chan + 2)
-        done = repair_channel(model, chan - max(0, chan - 1),
-                              products.read("residual", chan, chan + 1)[0],
-                              products.read("image", chan - 1, chan + 2),
-                              products.read("psf", chan, chan + 1)[0], tuple(beams[chan]),
-                              float(rms[chan]), sites, chan=chan,
-                              radius_beams=config.repair.radius_beams,
-                              consistency_max=config.repair.consistency_max)
+        lo, hi = max(0, chan - 1), min(products.nchan, chan + 2)
+        near = real[(real["channel"] >= lo) & (real["channel"] < hi)] if len(real) else real
+        done = repair_channel(
+            products.read("model", lo, hi), chan - lo, products.read("image", lo, hi),
+            products.read("residual", lo, hi),
+            {c - lo: products.plane("psf", c) for c in range(lo, hi)}, tuple(beams[chan]),
+            float(rms[chan]), sites, protected=[(int(r["y"]), int(r["x"])) for r in near],
+            sources=[(int(r["y"]), int(r["x"])) for r in near if r["channel"] == chan],
+            skip=frozenset(c - lo for c in diverged if lo <= c < hi and c != chan), chan=chan,
+            radius_beams=config.repair.radius_beams,
+            consistency_max=config.repair.consistency_max, left_max=config.repair.left_max,
+            real_change_max=config.repair.real_change_max)
         rows.extend(done.rows)
         log.info("channel %d: %d of %d removed", chan,
                  sum(r["status"] == "removed" for r in done.rows), len(done.rows))
@@ -262,7 +343,7 @@ def _figures(part: np.ndarray, restored: float, sigma: float, psf_sigma: float,
     """The repair log's figures of one removal (``part`` in Jy/pixel)."""
     return dict(npix=int(np.count_nonzero(part)), flux_removed=float(part.sum()),
                 positive_removed=float(part[part > 0].sum()),
-                negative_removed=float(part[part < 0].sum()), peak_component=float(part.max()),
-                restored_removed=restored, restored_sigma=restored / sigma,
-                psf_peak_sigma=psf_sigma, imprint=share,
+                negative_removed=float(part[part < 0].sum()),
+                peak_component=float(part.max()), restored_removed=restored,
+                restored_sigma=restored / sigma, psf_peak_sigma=psf_sigma, imprint=share,
                 consistency_sigma=(1.0 - share) * psf_sigma)

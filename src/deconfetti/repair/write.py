@@ -203,10 +203,11 @@ def write_repaired(result, *, outdir: Path | None = None, overwrite: bool = Fals
 def _history(removed, confetti: int) -> str:
     """What a repair did, for the repaired products' history."""
     where = ", ".join(f"#{r['id']} (channel {r['channel']}, x={r['x']} y={r['y']}, "
-                      f"{r['method']})" for r in removed)
+                      f"{r['npix']} model pixels)" for r in removed)
     return (f"deconfetti {__version__} repair: removed {len(removed)} of {confetti} confetti "
-            f"from the model: {where}; residual += psf (*) removed, image re-restored near "
-            "them (see repair.ecsv in the scan folder)")
+            f"from the model (bounded least squares against the data): {where}; "
+            "residual += psf (*) removed, image += (psf - beam) (*) removed "
+            "(see repair.ecsv in the scan folder)")
 
 
 class _NothingRemoved(Exception):
