@@ -14,7 +14,6 @@ import deconfetti
 from deconfetti.cli import main
 from deconfetti.io.casa import CasaImage
 from deconfetti.io.products import open_products
-from deconfetti.features import psf_convolve, restore
 from deconfetti.repair import repair, repair_channel, write_repaired
 from deconfetti.repair.solve import ChannelOperator
 from deconfetti.repair.consistency import imprint_share
@@ -108,7 +107,8 @@ def test_a_point_the_data_cannot_see_is_removed_over_the_whole_plane():
     weights, psf = sampled_psf(rng, n)
     fake = 0.8 * np.roll(np.real(np.fft.ifft2((weights == 0).astype(float))), (20, 41), (0, 1))
     model, image, residual = one_channel(fake, psf, beam, rng, carried=False)
-    sigma = restore(fake, *beam)[20, 41] / 10  # a 10-sigma fake
+    operator = ChannelOperator(psf, beam, (n, n))
+    sigma = operator.convolve(fake, operator.beam)[20, 41] / 10  # a 10-sigma fake
     done = repair_channel(model, 1, image, residual, {k: psf for k in range(3)}, beam, sigma,
                           [(7, 20, 41)])
     row = done.rows[0]
@@ -146,7 +146,8 @@ def test_a_cluster_on_a_real_source_is_refused():
     weights, psf = sampled_psf(rng, n)
     fake = 0.8 * np.roll(np.real(np.fft.ifft2((weights == 0).astype(float))), (20, 41), (0, 1))
     model, image, residual = one_channel(fake, psf, beam, rng, carried=False)
-    sigma = restore(fake, *beam)[20, 41] / 10
+    operator = ChannelOperator(psf, beam, (n, n))
+    sigma = operator.convolve(fake, operator.beam)[20, 41] / 10
     done = repair_channel(model, 1, image, residual, {k: psf for k in range(3)}, beam, sigma,
                           [(7, 20, 41)], protected=[(20, 42)])
     assert done.rows[0]["status"] == "refused" and done.model_delta is None

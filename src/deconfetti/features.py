@@ -15,8 +15,9 @@ from scipy import fft as sfft
 from scipy import signal
 
 __all__ = ["zero_nan", "neighbour_contrast", "spectral_contrast", "contrast_at", "neighbour_max",
-           "spread_max", "disk", "ring_offsets", "gaussian_beam", "gaussian_kernel", "restore",
-           "psf_peak", "psf_convolve", "Imprint"]
+           "spread_max", "disk", "ring_offsets", "gaussian_beam", "gaussian_kernel",
+           "beam_spectrum", "psf_spectrum", "convolve_periodic", "psf_peak", "psf_convolve",
+           "Imprint"]
 
 
 def zero_nan(array: np.ndarray) -> np.ndarray:
@@ -158,11 +159,34 @@ def gaussian_kernel(major: float, minor: float, pa: float, *, size: int | None =
     return gaussian_beam(yy, xx, major, minor, pa)
 
 
-def restore(model: np.ndarray, major: float, minor: float, pa: float) -> np.ndarray:
-    """``clean beam (*) model``: Jy/pixel in, Jy/beam out (peak-1 Gaussian of FWHM
-    ``major`` x ``minor`` pixels, PA degrees), same shape; NaN counts as 0."""
-    plane = np.nan_to_num(np.asarray(model, dtype=np.float64))
-    return signal.fftconvolve(plane, gaussian_kernel(major, minor, pa), mode="same")
+def beam_spectrum(beam: tuple[float, float, float], shape: tuple[int, int]) -> np.ndarray:
+    """``rfft2`` of the peak-1 restoring beam (FWHM in pixels, PA degrees) on a periodic
+    grid of ``shape``, centred on pixel (0, 0): tclean restores periodically."""
+    dy, dx = (np.fft.fftfreq(n, 1.0 / n) for n in shape)
+    return sfft.rfft2(gaussian_beam(dy[:, None], dx[None, :], *beam))
+
+
+def psf_spectrum(psf: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``rfft2`` of the psf on a periodic grid of ``shape`` with its peak at pixel (0, 0):
+    the uv weights the psf stands for (cut, or padded with 0, where its extent differs
+    from the grid's; NaN as 0)."""
+    psf = np.nan_to_num(np.asarray(psf, dtype=np.float64))
+    py, px = psf_peak(psf)
+    dy = np.arange(-py, psf.shape[0] - py)
+    dx = np.arange(-px, psf.shape[1] - px)
+    dy = dy[(dy >= -(shape[0] // 2)) & (dy < (shape[0] + 1) // 2)]
+    dx = dx[(dx >= -(shape[1] // 2)) & (dx < (shape[1] + 1) // 2)]
+    grid = np.zeros(shape)
+    grid[np.ix_(dy % shape[0], dx % shape[1])] = psf[np.ix_(dy + py, dx + px)]
+    return sfft.rfft2(grid)
+
+
+def convolve_periodic(plane: np.ndarray, spectrum: np.ndarray) -> np.ndarray:
+    """``kernel (*) plane``, periodic on the plane's grid, for the kernel's ``rfft2``
+    ``spectrum`` (`beam_spectrum`, `psf_spectrum`); NaN counts as 0."""
+    plane = np.nan_to_num(np.asarray(plane, dtype=np.float64))
+    with _one_large_fft(plane.size):
+        return sfft.irfft2(sfft.rfft2(plane) * spectrum, plane.shape)
 
 
 def psf_peak(psf: np.ndarray) -> tuple[int, int]:

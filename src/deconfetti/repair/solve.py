@@ -46,7 +46,8 @@ from scipy import fft as sfft
 
 from ..config import Config
 from ..errors import InputError
-from ..features import gaussian_beam, neighbour_contrast, psf_peak, zero_nan
+from ..features import (beam_spectrum, convolve_periodic, neighbour_contrast, psf_spectrum,
+                        zero_nan)
 from ..io.products import Products
 from .consistency import imprint_share
 from .log import log_table
@@ -74,21 +75,18 @@ class ChannelRepair:
 
 class ChannelOperator:
     """The restoring beam ``B`` and the psf of one channel as periodic convolutions on
-    the image grid (the psf's own uv weights), and the matrix-free pieces of the solve:
-    both are diagonal in the Fourier domain."""
+    the image grid (their ``rfft2`` spectra, `beam` and `psf`): both are diagonal in the
+    Fourier domain, which the solve uses."""
 
     def __init__(self, psf: np.ndarray, beam: tuple[float, float, float],
                  shape: tuple[int, int]):
         self.shape = shape
-        dy, dx = (np.fft.fftfreq(n, 1.0 / n) for n in shape)
-        self.beam = sfft.rfft2(gaussian_beam(dy[:, None], dx[None, :], *beam))
-        self.psf = sfft.rfft2(_centred(psf, shape))
+        self.beam = beam_spectrum(beam, shape)
+        self.psf = psf_spectrum(psf, shape)
 
     def convolve(self, plane: np.ndarray, spectrum: np.ndarray | None = None) -> np.ndarray:
-        """``kernel (*) plane`` (periodic) for the kernel's ``spectrum`` (default the
-        psf's)."""
-        spectrum = self.psf if spectrum is None else spectrum
-        return sfft.irfft2(sfft.rfft2(plane) * spectrum, self.shape)
+        """``kernel (*) plane`` for the kernel's ``spectrum`` (default the psf's)."""
+        return convolve_periodic(plane, self.psf if spectrum is None else spectrum)
 
 
 def solve_removal(operator: ChannelOperator, unsupported: np.ndarray, residual: np.ndarray,
@@ -261,19 +259,6 @@ def repair_channel(model: np.ndarray, index: int, image: np.ndarray, residual: n
                    far_change_sigma=far_change)
     return ChannelRepair((-removed).astype(np.float32), image_delta.astype(np.float32),
                          imprint.astype(np.float32), list(rows.values()))
-
-
-def _centred(psf: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """The psf on a periodic grid of ``shape`` with its peak at pixel (0, 0) (cut or
-    padded with 0 where its extent differs from the grid's)."""
-    py, px = psf_peak(psf)
-    grid = np.zeros(shape)
-    dy = np.arange(-py, psf.shape[0] - py)
-    dx = np.arange(-px, psf.shape[1] - px)
-    dy = dy[(dy >= -(shape[0] // 2)) & (dy < (shape[0] + 1) // 2)]
-    dx = dx[(dx >= -(shape[1] // 2)) & (dx < (shape[1] + 1) // 2)]
-    grid[np.ix_(dy % shape[0], dx % shape[1])] = psf[np.ix_(dy + py, dx + px)]
-    return grid
 
 
 def _real_change(image_delta: np.ndarray, image: np.ndarray,
