@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: demo test browser clean tclean-runs
 
@@ -12,8 +13,13 @@ $(STAMP): pyproject.toml
 	    rm -rf $(VENV); apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null && $(PYTHON) -m venv $(VENV); \
 	  else echo "make: $(PYTHON) -m venv failed; install Debian's python3-venv (sudo apt-get install python3-venv)"; exit 1; fi; }
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e .
 	touch $(STAMP)
+
+# the test-only packages (pytest, selenium, hypothesis, spectral-cube) for `make test` only
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(TEST_STAMP)
 
 demo: $(STAMP)
 	rm -rf demo-output
@@ -29,7 +35,7 @@ browser:
 	    apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	  else echo "make: the tests need chromium and chromedriver (sudo apt-get install chromium chromium-driver)"; exit 1; fi; }
 
-test: $(STAMP) browser
+test: $(TEST_STAMP) browser
 	$(BIN)/python -m pytest -q
 
 # natural tclean runs for development (benchmarks/make_tclean_runs.py): CASA in its own venv

@@ -97,3 +97,18 @@ def test_the_figures_data_test_is_the_catalogs():
         y0, x0 = cut.origin
         shown = cut.dirty_spike[row["y"] - y0, row["x"] - x0] / row["spike_rms"]
         assert shown == pytest.approx(row["dirty_snr"], abs=1e-3)
+
+
+def test_candidate_figures_for_a_notebook(sim_fits):
+    """`deconfetti.candidate_figures` gives one candidate's evidence as Figures; an id
+    the scan lacks is a one-line InputError."""
+    import deconfetti
+    from matplotlib.figure import Figure
+
+    result = deconfetti.scan(sim_fits)
+    ident = int(result.candidates["id"][0])
+    figures = deconfetti.candidate_figures(result, ident)
+    assert list(figures) == ["data_test", "image_maps", "model_maps", "residual_maps", "spectra"]
+    assert all(isinstance(f, Figure) for f in figures.values())
+    with pytest.raises(deconfetti.InputError, match="no candidate with id 9999"):
+        deconfetti.candidate_figures(result, 9999)

@@ -18,7 +18,7 @@ SRC = Path(__file__).parents[1] / "src" / "deconfetti"
 #: the flow, first to last; modules on one line may import each other in the order given
 FLOW = [
     "errors", "config", "files", "tables",
-    "io.base", "io.discover", "io.casa", "io.fits", "io.products", "io",
+    "io.base", "io.discover", "io.casa", "io.fits", "io.memory", "io.products", "io",
     "stream", "checkpoint",
     "features", "noise", "candidates", "measure", "datatest", "classify", "catalog",
     "pipeline",

@@ -162,3 +162,57 @@ def test_a_product_is_freed_without_the_garbage_collector(sim_casa):
         assert handle() is None
     finally:
         gc.enable()
+
+
+def _fits_pairs(prefix) -> dict:
+    """Each product of a FITS run as an ``(array, header)`` pair in memory."""
+    return {kind: (fits.getdata(f"{prefix}.{kind}.fits"), fits.getheader(f"{prefix}.{kind}.fits"))
+            for kind in ("image", "model", "residual", "psf", "pb")}
+
+
+def test_products_in_memory_scan_as_their_files(sim_fits, tmp_path):
+    """(array, header) pairs, astropy HDUs and spectral-cube SpectralCube objects enter
+    through the same door and give the catalog the files give."""
+    import deconfetti
+    from spectral_cube import SpectralCube
+
+    prefix = str(sim_fits)
+    pairs = _fits_pairs(prefix)
+    reference = deconfetti.scan(sim_fits).candidates
+    hdus = {k: fits.PrimaryHDU(*v) for k, v in pairs.items()}
+    cubes = {k: SpectralCube.read(f"{prefix}.{k}.fits") for k in ("image", "model", "residual")}
+    for given in (pairs, hdus, dict(pairs, **cubes)):
+        products = open_products(given["image"], model=given["model"],
+                                 residual=given["residual"], psf=given["psf"], pb=given["pb"])
+        assert str(products.image.path) == "<image in memory>"
+        found = deconfetti.scan(products).candidates
+        assert list(found["classification"]) == list(reference["classification"])
+        np.testing.assert_allclose(found["unsupported_snr"], reference["unsupported_snr"])
+    # a WCS and a Quantity carry the coordinates and the unit
+    from astropy import units as u
+    from astropy.wcs import WCS
+
+    data, header = pairs["model"]
+    products = open_products(pairs["image"], model=(data * u.Jy / u.pix, WCS(header)),
+                             residual=pairs["residual"])
+    assert products.model.unit == "Jy pix-1"
+
+
+def test_anything_else_is_a_type_error_saying_what_is_accepted():
+    import deconfetti
+
+    with pytest.raises(TypeError, match="image: a ndarray is not a product; give a path"):
+        deconfetti.scan(np.zeros((3, 8, 8)))
+    with pytest.raises(TypeError, match="model: .* an astropy Header or WCS"):
+        open_products("x", model=(np.zeros((3, 8, 8)), {"BUNIT": "Jy/pixel"}))
+
+
+def test_products_in_memory_are_not_repaired(sim_fits):
+    import deconfetti
+    from deconfetti.repair import write_repaired
+
+    pairs = _fits_pairs(str(sim_fits))
+    result = deconfetti.scan(open_products(pairs["image"], model=pairs["model"],
+                                           residual=pairs["residual"], psf=pairs["psf"]))
+    with pytest.raises(InputError, match="in memory cannot be repaired"):
+        write_repaired(result)

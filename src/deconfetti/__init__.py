@@ -14,7 +14,7 @@ _PUBLIC = {
     "open_products": "io.products", "Products": "io.products",
     "scan": "pipeline", "ScanResult": "pipeline",
     "scan_to_folder": "workflow", "read_scan": "workflow", "repair_scan": "workflow",
-    "scan_many": "workflow",
+    "scan_many": "workflow", "candidate_figures": "workflow",
     "write_repaired": "repair", "Config": "config", "load_config": "config",
     "InputError": "errors", "DeconfettiWarning": "errors",
 }

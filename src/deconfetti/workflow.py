@@ -1,7 +1,8 @@
 """Scans and repairs into folders: what the command line runs, as functions.
 
 `scan_to_folder` scans one product set and writes every output; `read_scan` reads a scan
-folder back; `repair_scan` repairs the confetti of a scan and logs it beside the scan;
+folder back; `candidate_figures` draws one candidate's evidence; `repair_scan` repairs the
+confetti of a scan and logs it beside the scan;
 `write_scan_report` renders a folder's report again; `scan_many` scans every product set
 under some paths and writes the survey.
 """
@@ -30,9 +31,12 @@ from .outputs import (CHECKPOINT_DIR, FIGURES_DIR, OUTPUT_NAMES, REPAIR_LOG_NAME
 from .outputs.survey import survey_row, write_survey
 from .pipeline import ScanResult, scan
 from .repair import write_repaired
+from .cutout import make_cutout
+from .figures import evidence
 from .report import evidence_pngs
 
-__all__ = ["scan_to_folder", "read_scan", "repair_scan", "write_scan_report", "scan_many"]
+__all__ = ["scan_to_folder", "read_scan", "candidate_figures", "repair_scan", "write_scan_report",
+           "scan_many"]
 
 
 def scan_to_folder(products: "Products | str | Path", outdir: str | Path | None = None, *,
@@ -129,6 +133,17 @@ def read_scan(outdir: str | Path) -> ScanResult:
     products = open_products(inputs.pop("image"), **inputs)
     return ScanResult(candidates=catalog, summary=summary, products=products, config=config,
                       rms=rms, peak=peak)
+
+
+def candidate_figures(result: ScanResult, ident: int) -> dict:
+    """The evidence figures of candidate ``ident`` of a scan, as matplotlib Figures by
+    name (``data_test``, ``image_maps``, ``model_maps``, ``residual_maps``, ``spectra``),
+    drawn from the products; for a notebook (``display(fig)``) or ``fig.savefig``."""
+    rows = result.candidates[result.candidates["id"] == int(ident)] if len(result.candidates) \
+        else result.candidates
+    if not len(rows):
+        raise InputError(f"{result.products.name}: no candidate with id {ident} in the scan")
+    return evidence(make_cutout(result.products, rows[0]))
 
 
 def write_scan_report(scandir: str | Path, *, top: int = 25, overwrite: bool = False,

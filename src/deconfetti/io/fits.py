@@ -27,10 +27,12 @@ class FitsImage:
     tabular = None
     tile_depth = 1
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, hdul: fits.HDUList | None = None):
         self.path = path
+        self.in_memory = hdul is not None  # ``path`` then only names it in messages
         try:
-            self._hdul = fits.open(path, memmap=True, lazy_load_hdus=False)
+            self._hdul = hdul if hdul is not None else fits.open(path, memmap=True,
+                                                                 lazy_load_hdus=False)
         except (OSError, ValueError, TypeError) as exc:
             raise InputError(f"{path}: not a readable FITS file ({first_line(exc)})") from None
         hdus = _image_hdus(self._hdul)
@@ -44,7 +46,8 @@ class FitsImage:
         header = self._hdu.header
         _check_numbers(header, path)
         self.integer = header.get("BITPIX", -32) > 0
-        if self.integer and any(k in header for k in ("BSCALE", "BZERO", "BLANK")):
+        if (self.integer and not self.in_memory
+                and any(k in header for k in ("BSCALE", "BZERO", "BLANK"))):
             # scaled integers cannot be memory-mapped; sections still read lazily
             self._hdul.close()
             self._hdul = fits.open(path, memmap=False, lazy_load_hdus=False)
@@ -100,7 +103,8 @@ class FitsImage:
         index[y_axis], index[x_axis] = ys, xs
         if chan_axis is not None:
             index[chan_axis] = slice(start, stop)
-        data = np.asarray(self._hdu.section[tuple(index)], dtype=np.float32)
+        source = self._hdu.data if self.in_memory else self._hdu.section  # lazy on disk
+        data = np.asarray(source[tuple(index)], dtype=np.float32)
         kept = [a for a in (chan_axis, y_axis, x_axis) if a is not None]
         data = np.squeeze(data, axis=tuple(a for a in range(self.ndim) if a not in kept))
         order = [sorted(kept).index(a) for a in kept]
@@ -109,6 +113,9 @@ class FitsImage:
 
     def copy_to(self, target: Path) -> None:
         """Copy the file as it is; integer data cannot take a repair."""
+        if self.in_memory:
+            raise InputError(f"{self.path}: a product in memory cannot be repaired; write it "
+                             "to a FITS file (or use the CASA image) first")
         if self.integer:
             raise InputError(f"{self.path}: integer FITS data cannot be repaired; "
                              "convert it to floating point first")

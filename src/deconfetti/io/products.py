@@ -1,5 +1,6 @@
-"""The one door for tclean products: a name prefix, a CASA image directory, a FITS file
-or a `Products` come out as `Products`, checked for consistency.
+"""The one door for tclean products: a name prefix, a CASA image directory, a FITS file,
+products in memory (`memory`) or a `Products` come out as `Products`, checked for
+consistency.
 
 Every array handed out is numpy ``[chan, y, x]`` (0-based; x = RA/column, y = Dec/row),
 float32, with masked pixels (outside ``pblimit``) as NaN. The Stokes axis is dropped
@@ -14,6 +15,7 @@ import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from astropy import constants
@@ -28,6 +30,7 @@ from .casa import CasaImage
 from .discover import (PRODUCT_KINDS, check_link, find_sibling, kind_of, only_image_in,
                        split_name)
 from .fits import FitsImage
+from .memory import as_hdulist, in_memory
 
 __all__ = ["Products", "Product", "open_products", "REQUIRED"]
 
@@ -64,13 +67,16 @@ class Product:
         The format's reader (and the maker of its patchers).
     """
 
-    def __init__(self, kind: str, path: Path):
+    def __init__(self, kind: str, path: Path, hdul: fits.HDUList | None = None):
         self.kind = kind
         self.path = path
         self._lock = threading.Lock()  # one read at a time per product (casacore, astropy)
         self._tail: tuple[int, np.ndarray] | None = None  # last planes of the last read
         try:
-            self.reader = CasaImage(path) if path.is_dir() else FitsImage(path)
+            if hdul is not None:  # in memory: ``path`` only names it
+                self.reader = FitsImage(path, hdul)
+            else:
+                self.reader = CasaImage(path) if path.is_dir() else FitsImage(path)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # astropy's notes on OBSGEO/MJD fixes
                 self.wcs = WCS(self.header)
@@ -253,20 +259,23 @@ class Products:
 
 
 
-def open_products(source: "str | Path | Products", *, image: str | Path | None = None,
-                  model: str | Path | None = None, residual: str | Path | None = None,
-                  psf: str | Path | None = None, pb: str | Path | None = None,
-                  mask: str | Path | None = None) -> Products:
+def open_products(source: "str | Path | Products | Any" = None, *, image: Any = None,
+                  model: Any = None, residual: Any = None, psf: Any = None, pb: Any = None,
+                  mask: Any = None) -> Products:
     """Find, open and check the products of one tclean run.
 
     Parameters
     ----------
-    source : str, Path or Products
+    source : str, Path, Products or a product in memory
         An imagename prefix (``path/NAME`` with ``NAME.image`` beside it), any one
         product (``NAME.image``, ``NAME.model.tt0``, ``NAME.image.fits``, ...), a folder
-        that holds one tclean run, or `Products` (returned unchanged).
-    image, model, residual, psf, pb, mask : str or Path, optional
-        Explicit paths; they take precedence over what the prefix finds.
+        that holds one tclean run, `Products` (returned unchanged), or the image in
+        memory (as for ``image``).
+    image, model, residual, psf, pb, mask : optional
+        Explicit paths, which take precedence over what the prefix finds, or products
+        in memory: an astropy HDU or HDUList, an ``(array, Header or WCS)`` pair, or a
+        spectral-cube ``SpectralCube`` (`deconfetti.io.memory.as_hdulist`). Products in
+        memory have no siblings to find: give each one.
 
     Returns
     -------
@@ -281,6 +290,12 @@ def open_products(source: "str | Path | Products", *, image: str | Path | None =
     if isinstance(source, Products):
         return source
     explicit = dict(image=image, model=model, residual=residual, psf=psf, pb=pb, mask=mask)
+    if in_memory(source):
+        if image is not None:
+            raise TypeError("give the image either as the source or as image=, not both")
+        explicit["image"], source = source, None
+    memory = {kind: as_hdulist(given, kind) for kind, given in explicit.items()
+              if in_memory(given)}
     source = Path(source) if source is not None else None
     prefix, tt, ext = split_name(source) if source is not None else (None, "", "")
     if prefix is None and source is not None and source.is_dir():
@@ -294,7 +309,9 @@ def open_products(source: "str | Path | Products", *, image: str | Path | None =
     paths = {}
     for kind in PRODUCT_KINDS:
         given = explicit[kind]
-        if given is not None:
+        if kind in memory:
+            paths[kind] = Path(f"<{kind} in memory>")
+        elif given is not None:
             given = Path(given)
             check_link(given)
             if not given.exists():
@@ -310,8 +327,8 @@ def open_products(source: "str | Path | Products", *, image: str | Path | None =
             where = f"{prefix}.{kind}{tt}{ext}" if prefix is not None else kind
             raise InputError(f"{where}: {kind} product not found "
                              f"(give it with --{kind} PATH)")
-    _check_distinct(paths)
-    opened = {kind: Product(kind, path) for kind, path in paths.items()}
+    _check_distinct({k: v for k, v in paths.items() if k not in memory})
+    opened = {kind: Product(kind, path, memory.get(kind)) for kind, path in paths.items()}
     _check_consistent(opened)
     products = Products(name=name, beams=_choose_beams(opened),
                         **{k: opened.get(k) for k in PRODUCT_KINDS})
@@ -333,6 +350,17 @@ def _check_distinct(paths: dict[str, Path]) -> None:
         seen[key] = kind
 
 
+def _per_beam(unit: str) -> bool:
+    """Whether a BUNIT is a brightness per beam ('Jy/beam', 'mJy/beam', 'Jy beam-1')."""
+    if unit.replace(" ", "").lower().endswith("/beam"):
+        return True
+    try:
+        parsed = u.Unit(unit, parse_strict="silent")
+        return u.beam in parsed.bases and parsed.powers[parsed.bases.index(u.beam)] == -1
+    except (ValueError, TypeError):
+        return False
+
+
 def _check_consistent(opened: dict[str, Product]) -> None:
     image = opened["image"]
     for kind, product in opened.items():
@@ -348,8 +376,7 @@ def _check_consistent(opened: dict[str, Product]) -> None:
             raise InputError(f"{opened[kind].path}: no brightness unit (BUNIT); expected "
                              f"{expected} for the tclean {kind}")
     for kind in ("image", "residual"):
-        unit = opened[kind].unit.replace(" ", "").lower()
-        if unit and not unit.endswith("/beam"):
+        if opened[kind].unit.strip() and not _per_beam(opened[kind].unit):
             raise InputError(f"{opened[kind].path}: brightness unit is '{opened[kind].unit}', "
                              "expected Jy/beam (is this the tclean image/residual?)")
     _check_spectral(image)
