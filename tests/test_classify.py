@@ -27,11 +27,11 @@ CASES = [
 
 
 def one(spike, image, dirty, excess, alarms, reliability, how, diverged,
-        rules=ClassifyConfig()):
+        rules=ClassifyConfig(), component=50.0):
     labels, reasons = classify(np.array([spike]), np.array([1.0]), np.array([image]),
                                np.array([dirty]), np.array([excess]), np.array([alarms]),
                                np.array([reliability]), np.array([how]), np.array([diverged]),
-                               rules=rules)
+                               np.array([component]), rules=rules)
     return labels[0], reasons[0]
 
 
@@ -40,6 +40,17 @@ def one(spike, image, dirty, excess, alarms, reliability, how, diverged,
 def test_rules(spike, image, dirty, excess, alarms, reliability, how, diverged, expected):
     label, reason = one(spike, image, dirty, excess, alarms, reliability, how, diverged)
     assert label == expected, reason
+
+
+def test_an_excess_no_component_here_makes_is_not_confetti():
+    """An unsupported image feature with an empty model under it (at an image edge, the
+    periodic restoration of components at the opposite edge) is not confetti."""
+    assert one(9.4, 8.5, -3.8, 11.7, 0.008, np.nan, "spike", False)[0] == "confetti"
+    label, reason = one(9.4, 8.5, -3.8, 11.7, 0.008, np.nan, "spike", False, component=0.7)
+    assert label == "uncertain" and "no model component here makes it" in reason
+    # a component that makes less than half of the excess: most of it comes from elsewhere
+    assert one(14.9, 12.3, 2.2, 11.3, 0.002, np.nan, "spike", False, component=4.4)[0] \
+        == "uncertain"
 
 
 def test_a_reason_states_what_the_data_hold():

@@ -112,3 +112,24 @@ def test_candidate_figures_for_a_notebook(sim_fits):
     assert all(isinstance(f, Figure) for f in figures.values())
     with pytest.raises(deconfetti.InputError, match="no candidate with id 9999"):
         deconfetti.candidate_figures(result, 9999)
+
+
+def test_one_plane_figures_fit_one_plane(sim_fits, tmp_path):
+    """A continuum (one-plane) product: one map per product, and cuts through the
+    candidate along RA and Dec instead of spectra (there is no spectrum)."""
+    from deconfetti.io.products import open_products
+    from deconfetti.simulate import write_plane
+
+    plane = write_plane(open_products(sim_fits), 5, tmp_path, "plane")
+    result = deconfetti.scan(plane)
+    ident = int(result.candidates["id"][0])
+    shown = deconfetti.candidate_figures(result, ident)
+    assert list(shown) == ["data_test", "image_maps", "model_maps", "residual_maps", "profiles"]
+    for kind in ("image", "model", "residual"):
+        images = [ax for ax in shown[f"{kind}_maps"].axes if ax.images]
+        assert len(images) == 1
+    ra, dec = shown["profiles"].axes[:2]
+    assert ra.get_xlim()[0] > ra.get_xlim()[1]  # east to the left, as in the maps
+    assert dec.get_xlim()[0] < dec.get_xlim()[1]
+    assert [line.get_label() for line in ra.get_lines()][:3] == ["image", "residual",
+                                                                 "model x pixels/beam"]

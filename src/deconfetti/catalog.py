@@ -40,6 +40,9 @@ COLUMNS: dict[str, Column] = {
     "model_peak_beam": Column("f8", "Jy / beam", "model_peak times pixels per beam"),
     "negative_flux": Column("f8", "Jy",
         "sum of the negative model components within bowl_beams beam FWHM (the negative bowl)"),
+    "component_snr": Column("f8", None,
+        "clean beam (*) the model within one beam FWHM, at the peak pixel, in rms: what a "
+        "compact model component there restores"),
     "residual_snr": Column("f8", None, "residual at the peak pixel, in rms"),
     "dirty_snr": Column("f8", None,
         "the same one-channel spike in the dirty image (residual + psf (*) model), i.e. in the "

@@ -16,8 +16,10 @@ image, i.e. in the data), ``unsupported_snr`` (the unsupported excess in channel
 - confetti: a positive image feature (``image_snr > 0``, the spike at least ``excess_min``
   rms) whose
   unsupported excess reaches ``excess_min`` rms, is not explained by the channel's own
-  variation of the statistic (``false_alarm <= false_alarm_max``), and of which the data
-  hold at most ``1 - excess_fraction``;
+  variation of the statistic (``false_alarm <= false_alarm_max``), of which the data
+  hold at most ``1 - excess_fraction``, and which a model component under it makes
+  (``component_snr``, what the model within a beam restores there, reaches
+  ``excess_min`` and ``excess_fraction`` of the excess);
 - benign: otherwise, a model component with no image spike of its own (in a one-plane
   product every candidate is a model component);
 - real: otherwise, the data alone show the spike at ``real_min`` or more and negative
@@ -59,8 +61,9 @@ def diverged(unsupported: np.ndarray | float, rules: ClassifyConfig) -> np.ndarr
 
 def classify(spike_snr: np.ndarray, spike_rms: np.ndarray, image_snr: np.ndarray,
              dirty_snr: np.ndarray, unsupported_snr: np.ndarray, false_alarm: np.ndarray,
-             reliability: np.ndarray, found_by: np.ndarray, diverged: np.ndarray, *,
-             rules: ClassifyConfig) -> tuple[np.ndarray, np.ndarray]:
+             reliability: np.ndarray, found_by: np.ndarray, diverged: np.ndarray,
+             component_snr: np.ndarray, *, rules: ClassifyConfig
+             ) -> tuple[np.ndarray, np.ndarray]:
     """Class and reason of each candidate.
 
     Parameters
@@ -81,6 +84,8 @@ def classify(spike_snr: np.ndarray, spike_rms: np.ndarray, image_snr: np.ndarray
         'spike', 'spike+model' or 'model'.
     diverged : ndarray of bool, shape (n,)
         Whether the candidate's channel is diverged.
+    component_snr : ndarray, shape (n,)
+        What the model within a beam of the candidate restores there, in rms.
 
     Returns
     -------
@@ -88,16 +93,16 @@ def classify(spike_snr: np.ndarray, spike_rms: np.ndarray, image_snr: np.ndarray
     """
     labels, reasons = [], []
     for values in zip(spike_snr, spike_rms, image_snr, dirty_snr, unsupported_snr, false_alarm,
-                      reliability, found_by, diverged):
+                      reliability, found_by, diverged, component_snr):
         label, reason = _one(*(float(v) for v in values[:7]), str(values[7]),
-                             bool(values[8]), rules)
+                             bool(values[8]), float(values[9]), rules)
         labels.append(label)
         reasons.append(reason)
     return np.array(labels, dtype=str), np.array(reasons, dtype=str)
 
 
 def _one(spike: float, spike_unit: float, image: float, dirty: float, excess: float,
-         alarms: float, trust: float, how: str, diverged: bool,
+         alarms: float, trust: float, how: str, diverged: bool, component: float,
          rules: ClassifyConfig) -> tuple[str, str]:
     from_model = how == "model"  # a model component with no image spike of its own
     if diverged:
@@ -112,6 +117,12 @@ def _one(spike: float, spike_unit: float, image: float, dirty: float, excess: fl
     feature = image > 0 and spike * spike_unit >= rules.excess_min
     significant = alarms <= rules.false_alarm_max
     fake_like = excess >= rules.excess_min and feature and held <= 1 - rules.excess_fraction
+    made_here = component >= max(rules.excess_min, rules.excess_fraction * excess)
+    if fake_like and significant and not made_here:
+        return "uncertain", (f"unsupported {excess:.1f} rms, but no model component here "
+                             f"makes it (what the model within a beam restores: "
+                             f"{component:.1f} rms): it comes from components elsewhere, "
+                             "e.g. a restoration that wraps around the image edge")
     if fake_like and significant:
         return "confetti", (f"{excess:.1f} rms of the image is not in the data "
                             f"(image spike {spike:.1f}, in the data {dirty:.1f}; "

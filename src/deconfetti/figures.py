@@ -17,7 +17,8 @@ from matplotlib.patches import Ellipse
 from .classify import CLASSES
 from .cutout import Cutout
 
-__all__ = ["channel_maps", "spectra", "data_test", "overview", "evidence", "MAP_KINDS"]
+__all__ = ["channel_maps", "spectra", "profiles", "data_test", "overview", "evidence",
+           "MAP_KINDS"]
 
 #: product -> (title, unit, stretch)
 MAP_KINDS = {"image": ("image", "Jy/beam", "linear"),
@@ -26,21 +27,30 @@ MAP_KINDS = {"image": ("image", "Jy/beam", "linear"),
 
 
 def evidence(cutout: Cutout) -> dict[str, Figure]:
-    """Every figure of one candidate, by name, in reading order."""
+    """Every figure of one candidate, by name, in reading order (a one-plane product has
+    cuts through the candidate, ``profiles``, where a cube has ``spectra``)."""
     figures = {"data_test": data_test(cutout)}
     figures.update({f"{kind}_maps": channel_maps(cutout, kind) for kind in MAP_KINDS})
-    figures["spectra"] = spectra(cutout)
+    if len(cutout.spectral_channels) > 1:
+        figures["spectra"] = spectra(cutout)
+    else:
+        figures["profiles"] = profiles(cutout)
     return figures
 
 
 def channel_maps(cutout: Cutout, kind: str) -> Figure:
-    """3x3 channel maps of ``kind`` ('image', 'model', 'residual') around the candidate."""
+    """3x3 channel maps of ``kind`` ('image', 'model', 'residual') around the candidate
+    (one map for a one-plane product)."""
     title, unit, stretch = MAP_KINDS[kind]
     data = getattr(cutout, kind)
     norm = _norm(data, stretch, cutout.rms)
-    figure = Figure(figsize=(8.2, 8.0))
-    axes = _grid(figure, 3, 3, left=0.09, right=0.86, bottom=0.07, top=0.9, wspace=0.08,
-                 hspace=0.22)
+    if len(cutout.channels) == 1:
+        figure = Figure(figsize=(5.4, 4.8))
+        axes = np.array([[_grid(figure, 1, 1, left=0.16, right=0.8, bottom=0.12, top=0.86)]])
+    else:
+        figure = Figure(figsize=(8.2, 8.0))
+        axes = _grid(figure, 3, 3, left=0.09, right=0.86, bottom=0.07, top=0.9, wspace=0.08,
+                     hspace=0.22)
     chan = int(cutout.row["channel"])
     extent = _extent(cutout, data.shape[1:])
     image = None
@@ -53,9 +63,10 @@ def channel_maps(cutout: Cutout, kind: str) -> Figure:
                           interpolation="nearest")
         c = int(cutout.channels[i])
         marked = c == chan
-        ax.set_title(f"ch {c}: {cutout.map_axis[i]:.2f} {_unit_label(cutout)}",
-                     fontsize=9, color="crimson" if marked else "black",
-                     fontweight="bold" if marked else "normal", y=1.0)
+        if len(cutout.channels) > 1:
+            ax.set_title(f"ch {c}: {cutout.map_axis[i]:.2f} {_unit_label(cutout)}",
+                         fontsize=9, color="crimson" if marked else "black",
+                         fontweight="bold" if marked else "normal", y=1.0)
         _mark(ax, cutout, "cyan" if kind == "image" else "black")
         if kind != "model":
             _draw_beam(ax, cutout, extent, "white" if kind == "image" else "black")
@@ -63,10 +74,14 @@ def channel_maps(cutout: Cutout, kind: str) -> Figure:
         ax.set_xlabel("offset RA (arcsec)")
     for ax in axes[:, 0]:
         ax.set_ylabel("offset Dec (arcsec)")
+    where = f"(x={cutout.row['x']}, y={cutout.row['y']})"
+    if len(cutout.channels) == 1:
+        figure.colorbar(image, cax=figure.add_axes((0.83, 0.16, 0.035, 0.66)), label=unit)
+        figure.suptitle(f"#{cutout.row['id']} {title} {where}")
+        return figure
     if image is not None:
         figure.colorbar(image, cax=figure.add_axes((0.88, 0.15, 0.025, 0.67)), label=unit)
-    figure.suptitle(f"#{cutout.row['id']} {title}: channels around {chan} "
-                    f"(x={cutout.row['x']}, y={cutout.row['y']})")
+    figure.suptitle(f"#{cutout.row['id']} {title}: channels around {chan} {where}")
     return figure
 
 
@@ -98,6 +113,46 @@ def spectra(cutout: Cutout) -> Figure:
     axes[0, 0].legend(fontsize=7, loc="upper left")
     figure.suptitle(f"#{cutout.row['id']} spectra around x={cutout.row['x']}, "
                     f"y={cutout.row['y']} (model clipped to the plot)")
+    return figure
+
+
+def profiles(cutout: Cutout) -> Figure:
+    """Cuts through the candidate along RA and Dec of a one-plane product: image,
+    residual and model x pixels per beam (Jy/beam) against offset (arcsec)."""
+    figure = Figure(figsize=(10, 4.2))
+    # RA and Dec offsets run differently (east to the left): the panels share only y
+    axes = figure.subplots(1, 2, sharey=True, gridspec_kw=dict(left=0.08, right=0.98,
+                                                               bottom=0.14, top=0.84,
+                                                               wspace=0.08))
+    y, x = cutout.row["y"] - cutout.origin[0], cutout.row["x"] - cutout.origin[1]
+    major, minor, _ = cutout.beam
+    per_beam = np.pi / (4 * np.log(2)) * major * minor
+    extent = _extent(cutout, cutout.image.shape[1:])
+    shown = []
+    for ax, (name, index, span) in zip(axes, (("RA", (y, slice(None)), extent[:2]),
+                                             ("Dec", (slice(None), x), extent[2:]))):
+        image, residual = cutout.image[0][index], cutout.residual[0][index]
+        shown += [image, residual]
+        offsets = np.linspace(span[0], span[1], len(image) + 1)
+        offsets = 0.5 * (offsets[1:] + offsets[:-1])
+        ax.step(offsets, image, where="mid", color="black", lw=1.2, label="image")
+        ax.step(offsets, residual, where="mid", color="tab:orange", lw=1.0, label="residual")
+        ax.plot(offsets, cutout.model[0][index] * per_beam, color="tab:blue", lw=1.0,
+                alpha=0.8, label="model x pixels/beam")
+        ax.axvline(0.0, color="crimson", ls="--", lw=1, label="candidate")
+        ax.set_xlim(*span)  # RA: east (increasing) to the left, as in the maps
+        ax.set_xlabel(f"offset {name} (arcsec)")
+        ax.set_title(f"along {name}", fontsize=9, y=1.0)
+    values = np.concatenate(shown)
+    values = values[np.isfinite(values)]
+    low, high = (float(values.min()), float(values.max())) if values.size else (-1.0, 1.0)
+    pad = 0.15 * (high - low or 1.0)
+    for ax in axes:
+        ax.set_ylim(low - pad, high + pad)
+    axes[0].set_ylabel("Jy/beam")
+    axes[0].legend(fontsize=7, loc="upper left")
+    figure.suptitle(f"#{cutout.row['id']} cuts through x={cutout.row['x']}, "
+                    f"y={cutout.row['y']} (one plane; model clipped to the plot)")
     return figure
 
 

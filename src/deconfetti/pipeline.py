@@ -210,7 +210,7 @@ def scan(products: "Products | str", *, config: Config | None = None,
         columns["spike_snr"], columns["spike_rms"] / columns["rms"], columns["image_snr"],
         columns["dirty_snr"], columns["unsupported_snr"],
         columns["false_alarm"], columns["reliability"], columns["found_by"],
-        failed[columns["channel"]], rules=config.classify)
+        failed[columns["channel"]], columns["component_snr"], rules=config.classify)
     meta = {"products": products.name, "inputs": products.paths,
             "parameters": config.to_dict()}
     catalog = (make_catalog(columns, products, meta=meta) if len(columns["channel"])
@@ -305,7 +305,7 @@ def scan_block(products: Products, block: Block, *, config: Config,
     columns.update(_in_mask(products, chan + start, ys, xs))
     columns.update(measure_candidates(chan, ys, xs, image=image, model=model,
                                       residual=residual, rms=rms, spike_rms=spike_noise,
-                                      pixels_per_beam=ppb, beam_major=beam[:, 0],
+                                      pixels_per_beam=ppb, beam=beam,
                                       bowl_beams=config.classify.bowl_beams, skip=skip))
     if products.psf is not None and len(chan):
         columns.update(data_test(chan, ys, xs, image=image, residual=residual,
