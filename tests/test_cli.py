@@ -1,6 +1,7 @@
 """The deconfetti command: paths, formats, outputs and exit codes."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -177,6 +178,11 @@ def test_scan_many_over_a_survey_folder(sim, tmp_path, capsys):
     assert (survey / "field1" / "cube.deconfetti" / "candidates.ecsv").exists()
     data = json.loads((tmp_path / "s" / "survey.json").read_text())
     assert data["cubes"] == 3 and data["failed"] == 1 and data["totals"]["confetti"] == 4
+    # the survey page links each cube's scan folder (its report when there is one)
+    page = (tmp_path / "s" / "survey.html").read_text()
+    assert "3 cube(s), 1 failed" in page and "bad.image" in page
+    links = re.findall(r'<a href="([^"]+)" title="its scan folder">', page)
+    assert len(links) == 2 and all((tmp_path / "s" / link).is_dir() for link in links)
     shutil.rmtree(broken)
     stamp = (survey / "field1" / "cube.deconfetti" / "candidates.ecsv").stat().st_mtime_ns
     assert main(["scan-many", str(survey), "--survey", str(tmp_path / "s"), "--figures", "0",

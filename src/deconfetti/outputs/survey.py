@@ -1,8 +1,10 @@
-"""The survey summary of a batch scan: one row per cube (``survey.ecsv`` + ``survey.json``)."""
+"""The survey summary of a batch scan: one row per cube (``survey.ecsv``, ``survey.json``
+and the page ``survey.html``, linking each cube's report)."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +12,7 @@ import numpy as np
 
 from ..classify import CLASSES
 from ..files import atomic_write
+from ..report import render_survey
 from ..tables import Column, make_table, stamp
 
 if TYPE_CHECKING:
@@ -52,7 +55,8 @@ def survey_row(image: Path, *, result: "ScanResult | None" = None, output: Path 
 
 def write_survey(rows: list[dict[str, Any]], folder: Path, *,
                  config: dict[str, Any]) -> tuple[Path, Path]:
-    """Write ``survey.ecsv`` and ``survey.json`` into ``folder``; returns both paths."""
+    """Write ``survey.ecsv``, ``survey.json`` and ``survey.html`` into ``folder``;
+    returns the first two paths (the page lies beside them)."""
     folder.mkdir(parents=True, exist_ok=True)
     table = make_table({name: [row[name] for row in rows] for name in SURVEY_COLUMNS},
                        SURVEY_COLUMNS)
@@ -65,4 +69,17 @@ def write_survey(rows: list[dict[str, Any]], folder: Path, *,
     ecsv = atomic_write(folder / "survey.ecsv",
                         lambda p: table.write(p, format="ascii.ecsv", overwrite=True))
     text = json.dumps(summary, indent=1) + "\n"
-    return ecsv, atomic_write(folder / "survey.json", lambda p: p.write_text(text, "utf-8"))
+    written = atomic_write(folder / "survey.json", lambda p: p.write_text(text, "utf-8"))
+    page = render_survey({**summary, "rows": [dict(row, **_link(row, folder)) for row in rows]})
+    atomic_write(folder / "survey.html", lambda p: p.write_text(page, "utf-8"))
+    return ecsv, written
+
+
+def _link(row: dict[str, Any], folder: Path) -> dict[str, str]:
+    """A row's link from the survey page: its report, else its scan folder (relative)."""
+    if not row["output"]:
+        return {"link": "", "link_text": ""}
+    output = Path(row["output"])
+    target = output / "report.html" if (output / "report.html").exists() else output
+    return {"link": Path(os.path.relpath(target.absolute(), Path(folder).absolute())).as_posix(),
+            "link_text": "report" if target.name == "report.html" else "scan folder"}

@@ -24,7 +24,7 @@ from ..cutout import make_cutout, spectral_axis
 from ..figures import evidence, overview
 from ..io.products import Products
 
-__all__ = ["render", "evidence_pngs", "TABLE_COLUMNS"]
+__all__ = ["render", "render_survey", "evidence_pngs", "TABLE_COLUMNS"]
 
 #: catalog columns shown in the report's table, with their headings
 TABLE_COLUMNS = {"id": "id", "classification": "class", "unsupported_snr": "unsupported (rms)",
@@ -89,15 +89,25 @@ def render(catalog: Table, summary: dict[str, Any], products: Products, peak: np
                  "before": float(row["image_before"] / row["sigma"]),
                  "after": float(row["image_after"] / row["sigma"])}
                 for row in (repairs if repairs is not None else [])]
-    environment = Environment(loader=PackageLoader("deconfetti", "report"),
-                              autoescape=select_autoescape(default=True))
-    template = environment.get_template("template.html.j2")
+    template = _environment().get_template("template.html.j2")
     return template.render(
         summary=summary, name=products.name, object_name=products.image.object_name,
         shape=products.shape, classes=CLASSES, columns=TABLE_COLUMNS, rows=rows,
         with_figures=[s["id"] for s in sections], sections=sections, top=top, repairs=repaired,
         overview=_data_uri(_png_bytes(overview(peak, catalog, rms, axis, label), dpi)),
         version=__version__)
+
+
+def render_survey(summary: dict[str, Any]) -> str:
+    """The survey page as one HTML string, from ``survey.json``'s content; a row's
+    ``link`` (relative URL) and ``link_text`` point to its report or scan folder."""
+    return _environment().get_template("survey.html.j2").render(
+        **summary, classes=list(CLASSES), version=__version__)
+
+
+def _environment() -> Environment:
+    return Environment(loader=PackageLoader("deconfetti", "report"),
+                       autoescape=select_autoescape(default=True))
 
 
 def _png_bytes(figure: Figure, dpi: int) -> bytes:
