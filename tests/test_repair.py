@@ -97,20 +97,34 @@ def dirty(model, residual, psf, beam):
     return residual + ChannelOperator(psf, beam, model.shape).convolve(model)
 
 
-def test_a_point_the_data_cannot_see_is_removed_over_the_whole_plane():
-    """A bright pixel on a background with power only in the uv cells the psf does not
-    measure (invisible to the data, image-wide): the solve takes it out of the model, the
-    image comes back to the noise at the candidate (the smallest such change may take
-    less than the whole pattern), and the dirty image is unchanged."""
+@pytest.fixture
+def invisible():
+    """A 10-sigma bright pixel at (20, 41) on a background with power only in the uv
+    cells the psf does not measure (invisible to the data, image-wide), in the middle
+    channel of three; the residual is noise."""
     rng = np.random.default_rng(4)
     n, beam = 64, (3.0, 3.0, 0.0)
     weights, psf = sampled_psf(rng, n)
     fake = 0.8 * np.roll(np.real(np.fft.ifft2((weights == 0).astype(float))), (20, 41), (0, 1))
     model, image, residual = one_channel(fake, psf, beam, rng, carried=False)
     operator = ChannelOperator(psf, beam, (n, n))
-    sigma = operator.convolve(fake, operator.beam)[20, 41] / 10  # a 10-sigma fake
-    done = repair_channel(model, 1, image, residual, {k: psf for k in range(3)}, beam, sigma,
-                          [(7, 20, 41)])
+    sigma = operator.convolve(fake, operator.beam)[20, 41] / 10
+    return dict(model=model, image=image, residual=residual, psf={k: psf for k in range(3)},
+                beam=beam, sigma=sigma, fake=fake)
+
+
+def repair_invisible(case, **options):
+    return repair_channel(case["model"], 1, case["image"], case["residual"], case["psf"],
+                          case["beam"], case["sigma"], [(7, 20, 41)], **options)
+
+
+def test_a_point_the_data_cannot_see_is_removed_over_the_whole_plane(invisible):
+    """The solve takes the invisible pattern's excess out of the model, the image comes
+    back to the noise at the candidate (the smallest such change may take less than the
+    whole pattern), and the dirty image is unchanged."""
+    model, residual, fake = invisible["model"], invisible["residual"], invisible["fake"]
+    psf, beam = invisible["psf"][1], invisible["beam"]
+    done = repair_invisible(invisible)
     row = done.rows[0]
     assert row["status"] == "removed" and row["excess_left"] < 0.1
     assert abs(row["image_after"]) < 0.15 * row["image_before"]
@@ -138,19 +152,12 @@ def test_a_component_the_data_demand_is_kept():
                                      "no unsupported excess"))
 
 
-def test_a_cluster_on_a_real_source_is_refused():
-    """The model under a candidate classified real is never changed: with the cluster
-    inside a beam of it, nothing can be removed."""
-    rng = np.random.default_rng(4)
-    n, beam = 64, (3.0, 3.0, 0.0)
-    weights, psf = sampled_psf(rng, n)
-    fake = 0.8 * np.roll(np.real(np.fft.ifft2((weights == 0).astype(float))), (20, 41), (0, 1))
-    model, image, residual = one_channel(fake, psf, beam, rng, carried=False)
-    operator = ChannelOperator(psf, beam, (n, n))
-    sigma = operator.convolve(fake, operator.beam)[20, 41] / 10
-    done = repair_channel(model, 1, image, residual, {k: psf for k in range(3)}, beam, sigma,
-                          [(7, 20, 41)], protected=[(20, 42)])
+def test_a_cluster_on_a_real_source_is_refused(invisible):
+    """The model under a candidate classified real is never changed: with the hot pixel
+    within a beam of it, nothing at the candidate can be removed."""
+    done = repair_invisible(invisible, protected=[(20, 42)])
     assert done.rows[0]["status"] == "refused" and done.model_delta is None
+    assert done.rows[0]["reason"] == "its model component is within a beam of a real source"
 
 
 def test_synthetic_repair_recovers_the_clean_cube(repaired_sim, clean, sim):

@@ -190,6 +190,7 @@ def repair_channel(model: np.ndarray, index: int, image: np.ndarray, residual: n
     contrast = neighbour_contrast(unsupported[index], [unsupported[k] for k in sides])
     rows = {ident: dict(id=ident, channel=chan, x=x, y=y, sigma=sigma, radius=radius,
                         image_before=float(image[index, y, x])) for ident, y, x in sites}
+    lower, upper = removable(excess, protected, major)
     active = []
     for ident, y, x in sites:
         core = distance[ident] <= 0.5 * major
@@ -199,6 +200,9 @@ def repair_channel(model: np.ndarray, index: int, image: np.ndarray, residual: n
         elif not np.any(excess[core] > 0):
             rows[ident].update(status="refused", npix=0,
                                reason="no one-channel model excess at the candidate")
+        elif not np.any(upper[core] > 0):
+            rows[ident].update(status="refused", npix=0,
+                               reason="its model component is within a beam of a real source")
         else:
             active.append((ident, y, x))
     removed = np.zeros((ny, nx))
@@ -206,7 +210,6 @@ def repair_channel(model: np.ndarray, index: int, image: np.ndarray, residual: n
         windows = np.zeros((ny, nx), dtype=bool)
         for ident, _, _ in active:
             windows |= distance[ident] <= radius + 2 * major
-        lower, upper = removable(excess, protected, major)
         removed = sigma * solve_removal(operator, contrast / sigma, here / sigma,
                                         lower / sigma, upper / sigma, windows)
         imprint = operator.convolve(removed, operator.psf)
