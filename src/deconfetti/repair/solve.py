@@ -14,23 +14,28 @@ keep tclean's relations everywhere. ``image - dirty = (B - psf) (*) model`` is w
 model adds to the image beyond the data; its one-channel contrast ``U`` (the channel
 minus the mean of its neighbours, as in the scan's data test) is the unsupported excess.
 
-For each confetti candidate of a channel, ``D`` solves, within a window of
-``repair.radius_beams`` restoring-beam FWHM around it (plus two beams for the pixels
-measured),
+For the confetti candidates of a channel, ``D`` solves, over the whole plane,
 
-    minimise ||(B - psf) (*) D - U||^2 + ||residual + psf (*) D||^2 + damping ||D||^2
+    minimise ||W ((B - psf) (*) D - U)||^2 + ||psf (*) D + W R||^2 + damping ||D||^2
 
-with each pixel of ``D`` between 0 and the channel's one-channel model excess there
-(`model_excess`: what the adjacent channels do not hold) and 0 within a beam of every
-candidate classified real. The first term takes the unsupported excess out; the second
-is the fit to the data: a component the data demand is kept (removing it would leave its
-imprint in the residual), one they do not is removed (the residual already carries its
-negative imprint, or it has none). Nothing is shaped or scaled to a kind of fake.
+with ``W`` the disks of ``repair.radius_beams`` restoring-beam FWHM plus two beams around
+the candidates and ``R`` the residual, each pixel of ``D`` between 0 and the channel's
+one-channel model excess there (`model_excess`: what the adjacent channels do not hold)
+and 0 within a beam of every candidate classified real. The first term takes the
+unsupported excess out near the candidates; the second is the fit to the data,
+everywhere: a component the data demand is kept (removing it would leave its imprint in
+the residual), one they do not is removed (the residual already carries its negative
+imprint, or it has none). ``D`` may reach beyond ``W``: a pattern the data cannot see is
+image-wide. Nothing is shaped or scaled to a kind of fake. The convolutions are periodic
+on the image grid, as tclean restores (`ChannelOperator`).
 
-A removal is refused, with its reason, when the solve leaves more than
-``repair.left_max`` of the excess at the candidate (the data hold most of it), when it
-worsens the fit to the data by more than ``repair.consistency_max`` sigma, or when it
-changes the image at a real source by more than ``repair.real_change_max`` of its value.
+A removal is refused, with its reason, when there is no unsupported excess or no
+one-channel model excess at the candidate, when its component lies within a beam of a
+real source, when the solve leaves more than ``repair.left_max`` of the excess (the data
+hold the rest), when it worsens the fit to the data by more than
+``repair.consistency_max`` sigma, or when it changes the image at a real source by more
+than ``repair.real_change_max`` of its value; the channel is then solved again without
+it.
 """
 
 from __future__ import annotations
