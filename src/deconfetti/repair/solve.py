@@ -185,7 +185,13 @@ def repair_channel(model: np.ndarray, index: int, image: np.ndarray, residual: n
     major = beam[0]
     radius = radius_beams * major
     yy, xx = np.ogrid[:ny, :nx]
-    distance = {ident: np.hypot(yy - y, xx - x) for ident, y, x in sites}
+    where = {ident: (y, x) for ident, y, x in sites}
+
+    def within(ident: int, reach: float) -> np.ndarray:
+        """Pixels within ``reach`` pixels of candidate ``ident`` (a plane of bools)."""
+        y, x = where[ident]
+        return (yy - y) ** 2 + (xx - x) ** 2 <= reach ** 2
+
     # the unsupported excess: the one-channel contrast of image - dirty, with the same
     # periodic psf as the solve
     unsupported = {k: zero_nan(image[k] - residual[k]) - ChannelOperator(psf[k], beam, (ny, nx))
@@ -198,7 +204,7 @@ def repair_channel(model: np.ndarray, index: int, image: np.ndarray, residual: n
     lower, upper = removable(excess, protected, major)
     active = []
     for ident, y, x in sites:
-        core = distance[ident] <= 0.5 * major
+        core = within(ident, 0.5 * major)
         if contrast[y, x] <= 0:
             rows[ident].update(status="refused", npix=0,
                                reason="no unsupported excess at the candidate")
@@ -214,7 +220,7 @@ def repair_channel(model: np.ndarray, index: int, image: np.ndarray, residual: n
     while active:
         windows = np.zeros((ny, nx), dtype=bool)
         for ident, _, _ in active:
-            windows |= distance[ident] <= radius + 2 * major
+            windows |= within(ident, radius + 2 * major)
         removed = sigma * solve_removal(operator, contrast / sigma, here / sigma,
                                         lower / sigma, upper / sigma, windows)
         imprint = operator.convolve(removed, operator.psf)
@@ -222,9 +228,9 @@ def repair_channel(model: np.ndarray, index: int, image: np.ndarray, residual: n
         refused = []
         for ident, y, x in active:
             row = rows[ident]
-            near = distance[ident] <= radius
+            near = within(ident, radius)
             part = np.where(near, removed, 0.0)
-            fit = distance[ident] <= radius + major
+            fit = within(ident, radius + major)
             share = imprint_share(here[fit], imprint[fit])
             psf_sigma = float(np.max(np.abs(imprint[fit]))) / sigma
             left = (contrast[y, x] + image_delta[y, x]) / contrast[y, x]
@@ -260,7 +266,7 @@ def repair_channel(model: np.ndarray, index: int, image: np.ndarray, residual: n
         return ChannelRepair(None, None, None, list(rows.values()))
     far = np.ones((ny, nx), dtype=bool)
     for ident, _, _ in active:
-        far &= distance[ident] > 5 * major
+        far &= ~within(ident, 5 * major)
     far_change = float(np.max(np.abs(image_delta[far]))) / sigma if far.any() else 0.0
     for row in rows.values():
         row.update(image_after=row["image_before"] + float(image_delta[row["y"], row["x"]]),
