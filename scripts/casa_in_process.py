@@ -10,10 +10,11 @@ Each import order runs in a fresh subprocess, because a symbol clash between the
 casacore builds shows up as a crash (undefined symbol, "free(): invalid pointer",
 SIGSEGV/SIGABRT) that would take the checking process down with it:
 
-  A  import casatools, casatasks; then import deconfetti; scan + scan_to_folder of the
-     shipped example; then casatools.image() open/shape and casatasks.imstat on it.
-  B  import deconfetti; scan + scan_to_folder; then import casatools, casatasks and do
-     the same CASA calls.
+  A  import casatools, casatasks; then import deconfetti; scan, scan_to_folder and
+     repair_scan of the shipped example; then casatools.image() open/shape and
+     casatasks.imstat on it.
+  B  import deconfetti; scan, scan_to_folder and repair_scan; then import casatools,
+     casatasks and do the same CASA calls.
 
 casatools is pointed at the casadata package offline (no auto-updates, no network
 check) through a casasiteconfig written before it is imported, as in
@@ -80,6 +81,10 @@ def run_deconfetti(deconfetti):
     say(f"deconfetti.scan_to_folder(..., {out!r})")
     res2, paths = deconfetti.scan_to_folder(prefix, out)
     say(f"  -> wrote {len(paths)} outputs: {sorted(paths)}")
+    say("deconfetti.repair_scan(...)")
+    _, log, written, _ = deconfetti.repair_scan(out, os.path.join(WORKDIR, "repaired"))
+    say(f"  -> {int(sum(log['status'] == 'removed'))} of {len(log)} removed, "
+        f"wrote {sorted(written)}")
     return prefix + ".image"
 
 

@@ -108,3 +108,25 @@ def test_report_command_from_a_scan_folder(example_scan, tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "nothing")]) == 2
+
+
+def test_survey_page_in_a_browser(driver, sim, tmp_path):
+    """scan-many's survey.html: one row per cube with its counts, status and worst
+    channel, and the cube's name links its report, which opens."""
+    from selenium.webdriver.common.by import By
+
+    write_products(sim, tmp_path / "f1", "cube", fmt="fits")
+    write_products(sim, tmp_path / "f2", "line", fmt="casa")
+    assert main(["scan-many", str(tmp_path / "f1"), str(tmp_path / "f2"), "--survey",
+                 str(tmp_path / "s"), "--report", "--figures", "1", "--top", "1", "-q"]) == 0
+    driver.get((tmp_path / "s" / "survey.html").as_uri())
+    assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+    assert driver.find_element(By.TAG_NAME, "h1").text == "deconfetti survey: 2 cube(s)"
+    cells = [[td.text for td in tr.find_elements(By.TAG_NAME, "td")]
+             for tr in driver.find_elements(By.CSS_SELECTOR, "#survey tbody tr")]
+    assert len(cells) == 2 and all(row[1] == "ok" and row[2] == "10" for row in cells)
+    assert [row[3] for row in cells] == ["2", "2"]  # confetti
+    link = driver.find_element(By.CSS_SELECTOR, "#survey tbody tr a")
+    link.click()
+    assert driver.title.startswith("deconfetti report:")
+    assert driver.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true"
