@@ -96,7 +96,7 @@ class ChannelOperator:
 
 def solve_removal(operator: ChannelOperator, unsupported: np.ndarray, residual: np.ndarray,
                   lower: np.ndarray, upper: np.ndarray, windows: np.ndarray, *,
-                  iterations: int = 1000, tolerance: float = 1e-3) -> np.ndarray:
+                  iterations: int = 1000, tolerance: float = 1e-4) -> np.ndarray:
     """The bounded least-squares ``D`` of the module docstring, whole plane.
 
     Minimises ``||W ((B - psf) (*) D - U)||^2 + ||psf (*) D + W R||^2 + damping ||D||^2``
