@@ -128,6 +128,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.signal import fftconvolve
 
+from casa_site import write_siteconfig
+
 ARCSEC = np.pi / 180.0 / 3600.0
 C_KMS = 299792.458
 DIRECTION = ("J2000", 271.0, -21.6)   # deg; 18h04m -21d36m (transits near zenith at ALMA)
@@ -226,18 +228,7 @@ ORDER = ["nat7m_diverged", "nat12m_bright", "cont_mtmfs", "nat12m_moderate", "na
 # ----------------------------------------------------------------------------------------
 def casa_env(workdir):
     """Write a casasiteconfig that uses the casadata package offline; import casatools."""
-    import importlib.util
-    spec = importlib.util.find_spec("casadata")
-    if spec is None:
-        sys.exit("casadata is not installed: run this in /work/casa-venv")
-    data = os.path.join(os.path.dirname(spec.origin), "__data__")
-    os.makedirs(workdir, exist_ok=True)
-    cfg = os.path.join(workdir, "casasiteconfig.py")
-    with open(cfg, "w") as f:
-        f.write(f"measurespath = {data!r}\ndatapath = [{data!r}]\n"
-                "measures_auto_update = False\ndata_auto_update = False\n"
-                f"skipnetworkcheck = True\ncachedir = {workdir!r}\n")
-    os.environ["CASASITECONFIG"] = cfg
+    write_siteconfig(workdir)
     import casatools  # noqa: F401
     from casatasks import casalog
     casalog.setlogfile(os.path.join(workdir, "casa.log"))

@@ -17,8 +17,8 @@ SIGSEGV/SIGABRT) that would take the checking process down with it:
      casatasks and do the same CASA calls.
 
 casatools is pointed at the casadata package offline (no auto-updates, no network
-check) through a casasiteconfig written before it is imported, as in
-benchmarks/make_tclean_runs.py:casa_env.  Exits non-zero if any order fails.
+check) through a casasiteconfig written before it is imported (benchmarks/casa_site.py, as
+for benchmarks/make_tclean_runs.py).  Exits non-zero if any order fails.
 """
 from __future__ import annotations
 
@@ -33,11 +33,10 @@ import time
 # The code each child runs; ORDER is "A" or "B", WORKDIR a scratch folder.
 CHILD = r'''
 import importlib.metadata as md
-import importlib.util
 import os
 import sys
 
-ORDER, WORKDIR = sys.argv[1], sys.argv[2]
+ORDER, WORKDIR, BENCHMARKS = sys.argv[1], sys.argv[2], sys.argv[3]
 
 
 def say(msg):
@@ -45,17 +44,10 @@ def say(msg):
 
 
 def casa_env():
-    """casasiteconfig using the casadata package offline (see make_tclean_runs.casa_env)."""
-    spec = importlib.util.find_spec("casadata")
-    if spec is None:
-        sys.exit("casadata is not installed")
-    data = os.path.join(os.path.dirname(spec.origin), "__data__")
-    cfg = os.path.join(WORKDIR, "casasiteconfig.py")
-    with open(cfg, "w") as f:
-        f.write(f"measurespath = {data!r}\ndatapath = [{data!r}]\n"
-                "measures_auto_update = False\ndata_auto_update = False\n"
-                f"skipnetworkcheck = True\ncachedir = {WORKDIR!r}\n")
-    os.environ["CASASITECONFIG"] = cfg
+    """casasiteconfig using the casadata package offline (benchmarks/casa_site.py)."""
+    sys.path.insert(0, BENCHMARKS)
+    from casa_site import write_siteconfig
+    write_siteconfig(WORKDIR)
 
 
 def import_casa():
@@ -130,6 +122,7 @@ say("versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()))
 say("done")
 '''
 
+BENCHMARKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks")
 ORDERS = {"A": "casatools/casatasks first, then deconfetti",
           "B": "deconfetti (and scan) first, then casatools/casatasks"}
 
@@ -147,7 +140,7 @@ def run_order(order: str, python: str, timeout: float, verbose: bool) -> bool:
     with tempfile.TemporaryDirectory(prefix=f"casa_in_process_{order}_") as work:
         t0 = time.perf_counter()
         try:
-            p = subprocess.run([python, "-c", CHILD, order, work], cwd=work,
+            p = subprocess.run([python, "-c", CHILD, order, work, BENCHMARKS], cwd=work,
                                capture_output=True, text=True, timeout=timeout)
             rc, out, err = p.returncode, p.stdout, p.stderr
         except subprocess.TimeoutExpired as e:
