@@ -13,6 +13,7 @@ found, false confetti calls, real compact sources called confetti. Developers on
 import argparse
 import csv
 import json
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -29,10 +30,17 @@ def rows(path: Path) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("cases", nargs="+", type=Path)
-    parser.add_argument("--out", type=Path, default=Path("one-plane"))
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where the one-plane products go (default: a temporary folder)")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
-    for case in args.cases:
+    with tempfile.TemporaryDirectory() as scratch:
+        score(args.cases, args.out or Path(scratch))
+
+
+def score(cases: list[Path], out: Path) -> None:
+    """Cut, scan and score the one-plane products of ``cases`` under ``out``."""
+    for case in cases:
         products = deconfetti.open_products(sorted(case.glob("*.image*"))[0])
         labels = [r for r in rows(case / "labels.csv") if r["cls"] == "confetti"]
         real = rows(case / "real_sources.csv") if (case / "real_sources.csv").exists() else []
@@ -41,7 +49,7 @@ def main() -> None:
             np.linspace(1, products.nchan - 2, min(8, products.nchan), dtype=int))
         found = false = on_real = 0
         for chan in chans:
-            result = deconfetti.scan(write_plane(products, chan, args.out / case.name / str(chan)))
+            result = deconfetti.scan(write_plane(products, chan, out / case.name / str(chan)))
             calls = result.candidates[result.candidates["classification"] == "confetti"]
             here = [r for r in labels if int(r["channel"]) == chan]
             hit = [any(np.hypot(c["x"] - float(r["x"]), c["y"] - float(r["y"])) <= beam

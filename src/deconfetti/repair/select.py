@@ -27,11 +27,11 @@ def model_excess(model: np.ndarray, chan: int) -> np.ndarray:
 def removable(excess: np.ndarray, protected: list[tuple[int, int]], keep: float
               ) -> tuple[np.ndarray, np.ndarray]:
     """Bounds ``(lower, upper)`` of the model change ``D`` a repair may make, Jy/pixel,
-    shape of ``excess`` (the one-channel model excess): between 0 and the excess, and 0
+    shape of ``excess`` (the one-channel model excess, finite): between 0 and the excess, and 0
     within ``keep`` pixels of each ``protected`` ``(y, x)`` (real sources)."""
     ny, nx = excess.shape
     yy, xx = np.ogrid[:ny, :nx]
-    allowed = np.isfinite(excess)
+    allowed = np.ones(excess.shape, dtype=bool)
     for py, px in protected:
         allowed &= np.hypot(yy - py, xx - px) > keep
     part = np.where(allowed, excess, 0.0)

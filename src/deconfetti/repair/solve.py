@@ -194,8 +194,8 @@ def repair_channel(model: np.ndarray, index: int, image: np.ndarray, residual: n
 
     # the unsupported excess: the one-channel contrast of image - dirty, with the same
     # periodic psf as the solve
-    unsupported = {k: zero_nan(image[k] - residual[k]) - ChannelOperator(psf[k], beam, (ny, nx))
-                   .convolve(model[k]) for k in psf}
+    unsupported = {k: zero_nan(image[k] - residual[k])
+                   - convolve_periodic(model[k], psf_spectrum(psf[k], (ny, nx))) for k in psf}
     operator = ChannelOperator(psf[index], beam, (ny, nx))
     sides = [k for k in (index - 1, index + 1) if k in unsupported and k not in skip]
     contrast = neighbour_contrast(unsupported[index], [unsupported[k] for k in sides])
@@ -225,6 +225,7 @@ def repair_channel(model: np.ndarray, index: int, image: np.ndarray, residual: n
                                         lower / sigma, upper / sigma, windows)
         imprint = operator.convolve(removed, operator.psf)
         image_delta = imprint - operator.convolve(removed, operator.beam)
+        real = _real_change(image_delta, image[index], sources)
         refused = []
         for ident, y, x in active:
             row = rows[ident]
@@ -236,7 +237,6 @@ def repair_channel(model: np.ndarray, index: int, image: np.ndarray, residual: n
             left = (contrast[y, x] + image_delta[y, x]) / contrast[y, x]
             row.update(_figures(part, -float(image_delta[y, x]), sigma, psf_sigma, share),
                        excess_left=left)
-            real = _real_change(image_delta, image[index], sources)
             if left > left_max:
                 row.update(status="refused",
                            reason=f"the data hold most of it: the removal they allow takes "
