@@ -61,11 +61,12 @@ class BlockStore:
                                                         encoding="utf-8"))
 
     def has(self, block: Block) -> bool:
-        """Whether ``block`` was stored (reads only its ``stop`` entry)."""
+        """Whether ``block`` was stored, complete (reads only its ``stop`` entry and the
+        names)."""
         path = self.folder / f"block_{block.start}.npz"
         try:
             with np.load(path, allow_pickle=False) as data:
-                return int(data["stop"]) == block.stop
+                return int(data["stop"]) == block.stop and "map_shapes" in data.files
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return False
 
@@ -85,7 +86,8 @@ class BlockStore:
             rms=parts.pop("rms"), unsupported=parts.pop("unsupported"),
             peak=parts.pop("peak", None),
             negatives={k[4:]: parts.pop(k) for k in list(parts) if k.startswith("neg_")},
-            columns={k[4:]: parts.pop(k) for k in list(parts) if k.startswith("col_")})
+            columns={k[4:]: parts.pop(k) for k in list(parts) if k.startswith("col_")},
+            maps=_split_maps(parts.pop("map_values"), parts.pop("map_shapes")))
 
     def save(self, block: Block, result) -> None:
         """Store ``result`` of ``block`` (atomically)."""
@@ -95,6 +97,9 @@ class BlockStore:
             arrays["peak"] = result.peak
         arrays.update({f"col_{k}": np.asarray(v) for k, v in result.columns.items()})
         arrays.update({f"neg_{k}": np.asarray(v) for k, v in result.negatives.items()})
+        arrays["map_shapes"] = np.array([m.shape for m in result.maps], dtype=int).reshape(-1, 2)
+        arrays["map_values"] = (np.concatenate([m.ravel() for m in result.maps])
+                                if result.maps else np.zeros(0, np.float32))
         atomic_write(self.folder / f"block_{block.start}.npz", lambda p: _savez(p, arrays))
 
     def remove(self) -> None:
@@ -106,6 +111,13 @@ def _stat(path: str) -> list:
     target = Path(path)
     files = [target] if target.is_file() else sorted(target.glob("table.f*"))
     return [path] + [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+
+
+def _split_maps(values: np.ndarray, shapes: np.ndarray) -> list[np.ndarray]:
+    """The maps that `BlockStore.save` stored flat, back in their shapes."""
+    ends = np.cumsum([h * w for h, w in shapes])
+    return [part.reshape(shape) for part, shape in
+            zip(np.split(values, ends[:-1]) if len(shapes) else [], shapes)]
 
 
 def _read_json(path: Path) -> Any:

@@ -1,8 +1,9 @@
 """Everything a candidate's figures show, read from the products around it.
 
 Reads small windows (channel maps around the candidate, spectra of the 3x3 pixels around
-it) and, for the data test on the map window, the whole planes of the candidate's and the
-adjacent channels: the test is the catalog's (`deconfetti.datatest.unsupported_contrast`).
+it). The data test on the map window is the scan's own (kept in `ScanResult.contrast`);
+without it, it is computed here from whole planes of the candidate's and the adjacent
+channels (`deconfetti.datatest.contrast_map`, the catalog's test).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .features import spectral_contrast, zero_nan
-from .datatest import Imprints, unsupported_contrast
+from .datatest import Imprints, contrast_map, map_window
 from .io.products import Products
 
 __all__ = ["Cutout", "make_cutout", "spectral_axis"]
@@ -74,7 +75,8 @@ class Cutout:
 
 
 def make_cutout(products: Products, row: Any, *, half: int | None = None,
-                spectral_half: int = 20) -> Cutout:
+                spectral_half: int = 20, contrast: dict | None = None,
+                diverged: frozenset = frozenset()) -> Cutout:
     """Read what the figures of one candidate need.
 
     Parameters
@@ -86,23 +88,30 @@ def make_cutout(products: Products, row: Any, *, half: int | None = None,
         Half-size of the maps in pixels (default: 3 beam FWHM, at least 12).
     spectral_half : int
         Channels each side of the candidate's in the spectra.
+    contrast : dict, optional
+        The scan's data test maps (`ScanResult.contrast`): the candidate's is used on the
+        default window; computed from the products where it is missing or ``half`` is
+        given.
+    diverged : frozenset of int
+        Diverged channels (the scan's ``diverged_channels``): left out of the computed
+        data test, as in the scan's.
     """
     row = {name: _plain(row[name]) for name in row.colnames} if hasattr(row, "colnames") \
         else dict(row)
     chan, y, x = int(row["channel"]), int(row["y"]), int(row["x"])
     nchan, ny, nx = products.shape
     beam = tuple(float(v) for v in products.beam_pixels[chan])
-    if half is None:
-        half = max(12, int(round(3 * beam[0])))
-    window = (slice(max(0, y - half), min(ny, y + half + 1)),
-              slice(max(0, x - half), min(nx, x + half + 1)))
+    window = map_window(y, x, beam[0], (ny, nx), half)
     c0, c1 = max(0, chan - 4), min(nchan, chan + 5)
     maps = {kind: products.read(kind, c0, c1, window) for kind in ("image", "model", "residual")}
     here = chan - c0
     spike = spectral_contrast(maps["image"], here)
     dirty_spike = np.full_like(spike, np.nan)
-    if products.psf is not None:
-        dirty_spike = spike - _unsupported_contrast(products, chan, window)
+    kept = (contrast or {}).get((chan, y, x)) if half is None else None
+    if kept is not None:
+        dirty_spike = spike - kept
+    elif products.psf is not None:
+        dirty_spike = spike - _unsupported_contrast(products, chan, window, diverged)
     s0, s1 = max(0, chan - spectral_half), min(nchan, chan + spectral_half + 1)
     around = (slice(max(0, y - 1), y + 2), slice(max(0, x - 1), x + 2))
     spectra = {kind: _pad3(products.read(kind, s0, s1, around), y, x, ny, nx)
@@ -118,8 +127,8 @@ def make_cutout(products: Products, row: Any, *, half: int | None = None,
                   pixel_scale=products.pixel_scale)
 
 
-def _unsupported_contrast(products: Products, chan: int,
-                          window: tuple[slice, slice]) -> np.ndarray:
+def _unsupported_contrast(products: Products, chan: int, window: tuple[slice, slice],
+                          diverged: frozenset) -> np.ndarray:
     """The data test's one-channel contrast of ``image - dirty`` on the window, Jy/beam
     (whole planes of the channel and its neighbours: every component's sidelobes count)."""
     lo, hi = max(0, chan - 1), min(products.nchan, chan + 2)
@@ -128,12 +137,10 @@ def _unsupported_contrast(products: Products, chan: int,
     for kind in ("model", "psf"):
         for plane in planes[kind].values():
             zero_nan(plane)
-    gy, gx = np.mgrid[window[0], window[1]]
-    contrast = unsupported_contrast(np.full(gy.size, chan - lo), gy.ravel(), gx.ravel(),
-                                    frozenset(), image=planes["image"],
-                                    residual=planes["residual"],
-                                    imprint=Imprints(planes["model"], planes["psf"]))
-    return contrast.reshape(gy.shape)
+    skip = frozenset(c - lo for c in diverged if lo <= c < hi and c != chan)
+    return contrast_map(chan - lo, window, skip, image=planes["image"],
+                        residual=planes["residual"],
+                        imprint=Imprints(planes["model"], planes["psf"]))
 
 
 def _pad3(block: np.ndarray, y: int, x: int, ny: int, nx: int) -> np.ndarray:

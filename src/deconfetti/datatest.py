@@ -19,7 +19,7 @@ from .features import Imprint, contrast_at, neighbour_contrast, ring_offsets
 from .noise import robust_rms
 
 __all__ = ["Imprints", "unsupported", "unsupported_at", "unsupported_contrast", "data_test",
-           "NullSample"]
+           "NullSample", "map_window", "contrast_map"]
 
 
 def data_test(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, image: np.ndarray,
@@ -91,6 +91,26 @@ def data_test(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, image: np.nda
     excess = centre - background
     return {"dirty_snr": (spike - excess) / spike_rms[chan],
             "unsupported_snr": excess / rms[chan], "spike_snr": spike / spike_rms[chan]}
+
+
+def map_window(y: int, x: int, beam_major: float, shape: tuple[int, int],
+               half: int | None = None) -> tuple[slice, slice]:
+    """The window of a candidate's maps (the figures' and the kept data test's): ``half``
+    pixels each side (default 3 beam FWHM, at least 12), cut at the plane's edges."""
+    if half is None:
+        half = max(12, int(round(3 * beam_major)))
+    return (slice(max(0, y - half), min(shape[0], y + half + 1)),
+            slice(max(0, x - half), min(shape[1], x + half + 1)))
+
+
+def contrast_map(chan: int, window: tuple[slice, slice], skip: frozenset,
+                 **planes: Any) -> np.ndarray:
+    """`unsupported_contrast` at every pixel of ``window`` in block channel ``chan``,
+    Jy/beam, as float32 ``(h, w)``: the data test's map around a candidate."""
+    gy, gx = np.mgrid[window[0], window[1]]
+    values = unsupported_contrast(np.full(gy.size, chan), gy.ravel(), gx.ravel(), skip,
+                                  **planes)
+    return values.reshape(gy.shape).astype(np.float32)
 
 
 class Imprints(dict):

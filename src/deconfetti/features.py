@@ -12,7 +12,6 @@ import threading
 
 import numpy as np
 from scipy import fft as sfft
-from scipy import signal
 
 __all__ = ["zero_nan", "neighbour_contrast", "spectral_contrast", "contrast_at", "neighbour_max",
            "spread_max", "disk", "ring_offsets", "gaussian_beam", "gaussian_kernel",
@@ -209,7 +208,9 @@ def psf_convolve(model: np.ndarray, psf: np.ndarray,
     py, px = psf_peak(kernel)
     if window is None:
         with _one_large_fft(np.prod(np.add(plane.shape, kernel.shape))):
-            full = signal.fftconvolve(plane, kernel, mode="full")
+            sizes = [sfft.next_fast_len(n + m - 1, real=True)
+                     for n, m in zip(plane.shape, kernel.shape)]
+            full = sfft.irfft2(sfft.rfft2(plane, sizes) * sfft.rfft2(kernel, sizes), sizes)
             return full[py:py + plane.shape[0], px:px + plane.shape[1]].copy()
     # output pixel j takes the psf at offsets j - i for every model pixel i: on a periodic
     # grid of at least (window + plane - 1) those offsets fall in distinct cells

@@ -8,9 +8,12 @@ Maps are drawn in offset arcsec from the candidate, east to the left.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from astropy.visualization import ImageNormalize, LinearStretch
-from matplotlib.colors import SymLogNorm
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import Normalize, SymLogNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Ellipse
 
@@ -18,7 +21,7 @@ from .classify import CLASSES
 from .cutout import Cutout
 
 __all__ = ["channel_maps", "spectra", "profiles", "data_test", "overview", "evidence",
-           "MAP_KINDS"]
+           "EvidenceFigures", "MAP_KINDS"]
 
 #: product -> (title, unit, stretch)
 MAP_KINDS = {"image": ("image", "Jy/beam", "linear"),
@@ -26,167 +29,265 @@ MAP_KINDS = {"image": ("image", "Jy/beam", "linear"),
              "residual": ("residual", "Jy/beam", "symmetric")}
 
 
+class EvidenceFigures:
+    """Draws the evidence figures of one candidate after another. Each layout is made
+    once and its artists are updated for the next candidate: most of a new figure's cost
+    is making its axes and ticks. The Figures returned are redrawn by the next `draw`.
+
+    ``dpi`` is the resolution they will be saved at: a figure drawn and saved at its own
+    resolution keeps its renderer and text layouts from one candidate to the next.
+    """
+
+    def __init__(self, dpi: float | None = None) -> None:
+        self.dpi = dpi
+        self._layouts: dict[tuple, Any] = {}
+
+    def draw(self, cutout: Cutout) -> dict[str, Figure]:
+        """Every figure of one candidate, by name, in reading order (a one-plane product has
+        cuts through the candidate, ``profiles``, where a cube has ``spectra``)."""
+        single = len(cutout.channels) == 1
+        wanted = [("data_test", _DataTest, ())]
+        wanted += [(f"{kind}_maps", _ChannelMaps, (kind, single)) for kind in MAP_KINDS]
+        wanted.append(("profiles", _Profiles, ()) if len(cutout.spectral_channels) == 1
+                      else ("spectra", _Spectra, ()))
+        out = {}
+        for name, layout, args in wanted:
+            key = (layout, *args)
+            if key not in self._layouts:
+                self._layouts[key] = layout(*args, dpi=self.dpi)
+            out[name] = self._layouts[key].draw(cutout)
+        return out
+
+
 def evidence(cutout: Cutout) -> dict[str, Figure]:
-    """Every figure of one candidate, by name, in reading order (a one-plane product has
-    cuts through the candidate, ``profiles``, where a cube has ``spectra``)."""
-    figures = {"data_test": data_test(cutout)}
-    figures.update({f"{kind}_maps": channel_maps(cutout, kind) for kind in MAP_KINDS})
-    if len(cutout.spectral_channels) > 1:
-        figures["spectra"] = spectra(cutout)
-    else:
-        figures["profiles"] = profiles(cutout)
-    return figures
+    """Every figure of one candidate, by name (new Figures; `EvidenceFigures.draw`)."""
+    return EvidenceFigures().draw(cutout)
 
 
 def channel_maps(cutout: Cutout, kind: str) -> Figure:
     """3x3 channel maps of ``kind`` ('image', 'model', 'residual') around the candidate
     (one map for a one-plane product)."""
-    title, unit, stretch = MAP_KINDS[kind]
-    data = getattr(cutout, kind)
-    norm = _norm(data, stretch, cutout.rms)
-    if len(cutout.channels) == 1:
-        figure = Figure(figsize=(5.4, 4.8))
-        axes = np.array([[_grid(figure, 1, 1, left=0.16, right=0.8, bottom=0.12, top=0.86)]])
-    else:
-        figure = Figure(figsize=(8.2, 8.0))
-        axes = _grid(figure, 3, 3, left=0.09, right=0.86, bottom=0.07, top=0.9, wspace=0.08,
-                     hspace=0.22)
-    chan = int(cutout.row["channel"])
-    extent = _extent(cutout, data.shape[1:])
-    image = None
-    for ax, i in zip(axes.flat, range(9)):
-        if i >= len(cutout.channels):
-            ax.set_axis_off()
-            continue
-        image = ax.imshow(data[i], origin="lower", extent=extent, norm=norm,
-                          cmap="inferno" if kind == "image" else "RdBu_r",
-                          interpolation="nearest")
-        c = int(cutout.channels[i])
-        marked = c == chan
-        if len(cutout.channels) > 1:
-            ax.set_title(f"ch {c}: {cutout.map_axis[i]:.2f} {_unit_label(cutout)}",
-                         fontsize=9, color="crimson" if marked else "black",
-                         fontweight="bold" if marked else "normal", y=1.0)
-        _mark(ax, cutout, "cyan" if kind == "image" else "black")
-        if kind != "model":
-            _draw_beam(ax, cutout, extent, "white" if kind == "image" else "black")
-    for ax in axes[-1]:
-        ax.set_xlabel("offset RA (arcsec)")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("offset Dec (arcsec)")
-    where = f"(x={cutout.row['x']}, y={cutout.row['y']})"
-    if len(cutout.channels) == 1:
-        figure.colorbar(image, cax=figure.add_axes((0.83, 0.16, 0.035, 0.66)), label=unit)
-        figure.suptitle(f"#{cutout.row['id']} {title} {where}")
-        return figure
-    if image is not None:
-        figure.colorbar(image, cax=figure.add_axes((0.88, 0.15, 0.025, 0.67)), label=unit)
-    figure.suptitle(f"#{cutout.row['id']} {title}: channels around {chan} {where}")
-    return figure
+    return _ChannelMaps(kind, len(cutout.channels) == 1).draw(cutout)
 
 
 def spectra(cutout: Cutout) -> Figure:
     """Spectra of the 3x3 pixels around the candidate: image, residual, model x ppb."""
-    figure = Figure(figsize=(10, 8))
-    axes = _grid(figure, 3, 3, left=0.08, right=0.98, bottom=0.07, top=0.91, wspace=0.06,
-                 hspace=0.2)
-    axis = cutout.spectral_axis
-    mark = axis[list(cutout.spectral_channels).index(int(cutout.row["channel"]))]
-    for iy, dy in enumerate((1, 0, -1)):
-        for ix, dx in enumerate((-1, 0, 1)):
-            ax = axes[iy, ix]
-            j, i = 1 + dy, 1 + dx
-            ax.step(axis, cutout.spectra["image"][:, j, i], where="mid", color="black",
-                    lw=1.2, label="image")
-            ax.step(axis, cutout.spectra["residual"][:, j, i], where="mid", color="tab:orange",
-                    lw=1.0, label="residual")
-            ax.plot(axis, cutout.spectra["model"][:, j, i], color="tab:blue", lw=1.0,
-                    alpha=0.8, label="model x pixels/beam")
-            ax.axvline(mark, color="crimson", ls="--", lw=1, label="candidate channel")
-            ax.set_title(f"dx={dx} dy={dy}", fontsize=9, y=1.0)
-    limit = _spectra_limits(cutout)
-    axes[0, 0].set_ylim(*limit)
-    for ax in axes[-1]:
-        ax.set_xlabel(_axis_label(cutout))
-    for ax in axes[:, 0]:
-        ax.set_ylabel("Jy/beam")
-    axes[0, 0].legend(fontsize=7, loc="upper left")
-    figure.suptitle(f"#{cutout.row['id']} spectra around x={cutout.row['x']}, "
-                    f"y={cutout.row['y']} (model clipped to the plot)")
-    return figure
+    return _Spectra().draw(cutout)
 
 
 def profiles(cutout: Cutout) -> Figure:
     """Cuts through the candidate along RA and Dec of a one-plane product: image,
     residual and model x pixels per beam (Jy/beam) against offset (arcsec)."""
-    figure = Figure(figsize=(10, 4.2))
-    # RA and Dec offsets run differently (east to the left): the panels share only y
-    axes = figure.subplots(1, 2, sharey=True, gridspec_kw=dict(left=0.08, right=0.98,
-                                                               bottom=0.14, top=0.84,
-                                                               wspace=0.08))
-    y, x = cutout.row["y"] - cutout.origin[0], cutout.row["x"] - cutout.origin[1]
-    major, minor, _ = cutout.beam
-    per_beam = np.pi / (4 * np.log(2)) * major * minor
-    extent = _extent(cutout, cutout.image.shape[1:])
-    shown = []
-    for ax, (name, index, span) in zip(axes, (("RA", (y, slice(None)), extent[:2]),
-                                             ("Dec", (slice(None), x), extent[2:]))):
-        image, residual = cutout.image[0][index], cutout.residual[0][index]
-        shown += [image, residual]
-        offsets = np.linspace(span[0], span[1], len(image) + 1)
-        offsets = 0.5 * (offsets[1:] + offsets[:-1])
-        ax.step(offsets, image, where="mid", color="black", lw=1.2, label="image")
-        ax.step(offsets, residual, where="mid", color="tab:orange", lw=1.0, label="residual")
-        ax.plot(offsets, cutout.model[0][index] * per_beam, color="tab:blue", lw=1.0,
-                alpha=0.8, label="model x pixels/beam")
-        ax.axvline(0.0, color="crimson", ls="--", lw=1, label="candidate")
-        ax.set_xlim(*span)  # RA: east (increasing) to the left, as in the maps
-        ax.set_xlabel(f"offset {name} (arcsec)")
-        ax.set_title(f"along {name}", fontsize=9, y=1.0)
-    values = np.concatenate(shown)
-    values = values[np.isfinite(values)]
-    low, high = (float(values.min()), float(values.max())) if values.size else (-1.0, 1.0)
-    pad = 0.15 * (high - low or 1.0)
-    for ax in axes:
-        ax.set_ylim(low - pad, high + pad)
-    axes[0].set_ylabel("Jy/beam")
-    axes[0].legend(fontsize=7, loc="upper left")
-    figure.suptitle(f"#{cutout.row['id']} cuts through x={cutout.row['x']}, "
-                    f"y={cutout.row['y']} (one plane; model clipped to the plot)")
-    return figure
+    return _Profiles().draw(cutout)
 
 
 def data_test(cutout: Cutout) -> Figure:
     """The one-channel spike in the restored image beside the same spike in the data
     (dirty image), and what the model adds beyond the data."""
-    figure = Figure(figsize=(12, 4.4))
-    axes = _grid(figure, 1, 3, left=0.06, right=0.9, bottom=0.13, top=0.84, wspace=0.08)
-    extent = _extent(cutout, cutout.spike.shape)
-    panels = [("restored image spike", cutout.spike),
-              ("dirty image spike (the data)", cutout.dirty_spike),
-              ("image minus data (model only)", cutout.spike - cutout.dirty_spike)]
-    finite = np.concatenate([p[np.isfinite(p)] for _, p in panels])
-    top = max(5 * cutout.spike_rms, float(np.max(np.abs(finite))) if finite.size else 1.0)
-    image = None
-    for ax, (title, plane) in zip(axes, panels):
-        image = ax.imshow(plane / cutout.spike_rms, origin="lower", extent=extent,
-                          cmap="RdBu_r", vmin=-top / cutout.spike_rms,
-                          vmax=top / cutout.spike_rms, interpolation="nearest")
-        _mark(ax, cutout, "black")
-        ax.set_title(title, fontsize=10, y=1.0)
-        ax.set_xlabel("offset RA (arcsec)")
-        _draw_beam(ax, cutout, extent, "black")
-        if not np.isfinite(plane).any():
-            ax.text(0.5, 0.5, "no psf", transform=ax.transAxes, ha="center")
-    axes[0].set_ylabel("offset Dec (arcsec)")
-    figure.colorbar(image, cax=figure.add_axes((0.915, 0.17, 0.012, 0.63)),
-                    label="spike / spike_rms")
-    row = cutout.row
-    colour = CLASSES[row["classification"]][0]
-    figure.suptitle(f"#{row['id']} {row['classification'].upper()}: image spike "
-                    f"{row['spike_snr']:.1f}, data {row['dirty_snr']:.1f} (spike_rms); "
-                    f"unsupported {row['unsupported_snr']:.1f} rms", color=_dark(colour))
-    return figure
+    return _DataTest().draw(cutout)
+
+
+class _ChannelMaps:
+    """The channel maps of one product: a 3x3 grid, or one map for a one-plane product."""
+
+    def __init__(self, kind: str, single: bool, *, dpi: float | None = None):
+        self.kind, self.single = kind, single
+        title, unit, _ = MAP_KINDS[kind]
+        if single:
+            self.figure = _figure((5.4, 4.8), dpi)
+            self.axes = np.array([[_grid(self.figure, 1, 1, left=0.16, right=0.8, bottom=0.12,
+                                         top=0.86)]])
+            cax = self.figure.add_axes((0.83, 0.16, 0.035, 0.66))
+        else:
+            self.figure = _figure((8.2, 8.0), dpi)
+            self.axes = _grid(self.figure, 3, 3, left=0.09, right=0.86, bottom=0.07, top=0.9,
+                              wspace=0.08, hspace=0.22)
+            cax = self.figure.add_axes((0.88, 0.15, 0.025, 0.67))
+        cmap = "inferno" if kind == "image" else "RdBu_r"
+        colour = "cyan" if kind == "image" else "black"
+        self.images, self.marks, self.beams = [], [], []
+        for ax in self.axes.flat:
+            self.images.append(ax.imshow(np.zeros((1, 1)), origin="lower", cmap=cmap,
+                                         interpolation="nearest"))
+            self.marks.append(_mark(ax, colour))
+            self.beams.append(None if kind == "model" else
+                              _beam(ax, "white" if kind == "image" else "black"))
+            ax.set_title("", fontsize=9, y=1.0)
+        for ax in self.axes[-1]:
+            ax.set_xlabel("offset RA (arcsec)")
+        for ax in self.axes[:, 0]:
+            ax.set_ylabel("offset Dec (arcsec)")
+        self.figure.colorbar(self.images[0], cax=cax, label=unit)
+        self.title = self.figure.suptitle("")
+
+    def draw(self, cutout: Cutout) -> Figure:
+        title, _, stretch = MAP_KINDS[self.kind]
+        data = getattr(cutout, self.kind)
+        norm = _norm(data, stretch, cutout.rms)
+        chan = int(cutout.row["channel"])
+        extent = _extent(cutout, data.shape[1:])
+        for i, ax in enumerate(self.axes.flat):
+            ax.set_visible(i < len(cutout.channels))
+            if i >= len(cutout.channels):
+                continue
+            self.images[i].set_data(data[i])
+            self.images[i].set_norm(norm)
+            self.images[i].set_extent(extent)
+            c = int(cutout.channels[i])
+            if not self.single:
+                ax.title.set_text(f"ch {c}: {cutout.map_axis[i]:.2f} {_unit_label(cutout)}")
+                ax.title.set_color("crimson" if c == chan else "black")
+                ax.title.set_fontweight("bold" if c == chan else "normal")
+            _place_mark(self.marks[i], cutout)
+            if self.beams[i] is not None:
+                _place_beam(self.beams[i], cutout, extent)
+        self.axes[0, 0].set_xlim(extent[0], extent[1])
+        self.axes[0, 0].set_ylim(extent[2], extent[3])
+        where = f"(x={cutout.row['x']}, y={cutout.row['y']})"
+        self.title.set_text(f"#{cutout.row['id']} {title} {where}" if self.single else
+                            f"#{cutout.row['id']} {title}: channels around {chan} {where}")
+        return self.figure
+
+
+class _Spectra:
+    """Spectra of the 3x3 pixels around a candidate."""
+
+    def __init__(self, *, dpi: float | None = None) -> None:
+        self.figure = _figure((10, 8), dpi)
+        self.axes = _grid(self.figure, 3, 3, left=0.08, right=0.98, bottom=0.07, top=0.91,
+                          wspace=0.06, hspace=0.2)
+        self.lines = {}
+        for iy, dy in enumerate((1, 0, -1)):
+            for ix, dx in enumerate((-1, 0, 1)):
+                ax = self.axes[iy, ix]
+                self.lines[iy, ix] = (
+                    ax.step([], [], where="mid", color="black", lw=1.2, label="image")[0],
+                    ax.step([], [], where="mid", color="tab:orange", lw=1.0,
+                            label="residual")[0],
+                    ax.plot([], [], color="tab:blue", lw=1.0, alpha=0.8,
+                            label="model x pixels/beam")[0],
+                    ax.axvline(0.0, color="crimson", ls="--", lw=1, label="candidate channel"))
+                ax.set_title(f"dx={dx} dy={dy}", fontsize=9, y=1.0)
+        for ax in self.axes[:, 0]:
+            ax.set_ylabel("Jy/beam")
+        self.axes[0, 0].legend(fontsize=7, loc="upper left")
+        self.title = self.figure.suptitle("")
+
+    def draw(self, cutout: Cutout) -> Figure:
+        axis = cutout.spectral_axis
+        mark = axis[list(cutout.spectral_channels).index(int(cutout.row["channel"]))]
+        for (iy, ix), (image, residual, model, marker) in self.lines.items():
+            j, i = 2 - iy, ix  # rows run dy = 1, 0, -1: pixel row y + dy
+            image.set_data(axis, cutout.spectra["image"][:, j, i])
+            residual.set_data(axis, cutout.spectra["residual"][:, j, i])
+            model.set_data(axis, cutout.spectra["model"][:, j, i])
+            marker.set_xdata([mark, mark])
+        for ax in self.axes.flat:  # shared x: the limits span every panel's data
+            ax.relim()
+        self.axes[0, 0].autoscale_view(scaley=False)
+        self.axes[0, 0].set_ylim(*_spectra_limits(cutout))
+        for ax in self.axes[-1]:
+            ax.set_xlabel(_axis_label(cutout))
+        self.title.set_text(f"#{cutout.row['id']} spectra around x={cutout.row['x']}, "
+                            f"y={cutout.row['y']} (model clipped to the plot)")
+        return self.figure
+
+
+class _Profiles:
+    """Cuts along RA and Dec through a candidate of a one-plane product."""
+
+    def __init__(self, *, dpi: float | None = None) -> None:
+        self.figure = _figure((10, 4.2), dpi)
+        # RA and Dec offsets run differently (east to the left): the panels share only y
+        self.axes = self.figure.subplots(1, 2, sharey=True, gridspec_kw=dict(
+            left=0.08, right=0.98, bottom=0.14, top=0.84, wspace=0.08))
+        self.lines = []
+        for ax, name in zip(self.axes, ("RA", "Dec")):
+            self.lines.append((
+                ax.step([], [], where="mid", color="black", lw=1.2, label="image")[0],
+                ax.step([], [], where="mid", color="tab:orange", lw=1.0, label="residual")[0],
+                ax.plot([], [], color="tab:blue", lw=1.0, alpha=0.8,
+                        label="model x pixels/beam")[0]))
+            ax.axvline(0.0, color="crimson", ls="--", lw=1, label="candidate")
+            ax.set_xlabel(f"offset {name} (arcsec)")
+            ax.set_title(f"along {name}", fontsize=9, y=1.0)
+        self.axes[0].set_ylabel("Jy/beam")
+        self.axes[0].legend(fontsize=7, loc="upper left")
+        self.title = self.figure.suptitle("")
+
+    def draw(self, cutout: Cutout) -> Figure:
+        y, x = cutout.row["y"] - cutout.origin[0], cutout.row["x"] - cutout.origin[1]
+        major, minor, _ = cutout.beam
+        per_beam = np.pi / (4 * np.log(2)) * major * minor
+        extent = _extent(cutout, cutout.image.shape[1:])
+        shown = []
+        for ax, lines, (index, span) in zip(self.axes, self.lines,
+                                            (((y, slice(None)), extent[:2]),
+                                             ((slice(None), x), extent[2:]))):
+            image, residual = cutout.image[0][index], cutout.residual[0][index]
+            shown += [image, residual]
+            offsets = np.linspace(span[0], span[1], len(image) + 1)
+            offsets = 0.5 * (offsets[1:] + offsets[:-1])
+            for line, values in zip(lines, (image, residual, cutout.model[0][index] * per_beam)):
+                line.set_data(offsets, values)
+            ax.set_xlim(*span)  # RA: east (increasing) to the left, as in the maps
+        values = np.concatenate(shown)
+        values = values[np.isfinite(values)]
+        low, high = (float(values.min()), float(values.max())) if values.size else (-1.0, 1.0)
+        pad = 0.15 * (high - low or 1.0)
+        self.axes[0].set_ylim(low - pad, high + pad)
+        self.title.set_text(f"#{cutout.row['id']} cuts through x={cutout.row['x']}, "
+                            f"y={cutout.row['y']} (one plane; model clipped to the plot)")
+        return self.figure
+
+
+class _DataTest:
+    """The image spike, the dirty image's spike and their difference, in spike_rms."""
+
+    PANELS = ("restored image spike", "dirty image spike (the data)",
+              "image minus data (model only)")
+
+    def __init__(self, *, dpi: float | None = None) -> None:
+        self.figure = _figure((12, 4.4), dpi)
+        self.axes = _grid(self.figure, 1, 3, left=0.06, right=0.9, bottom=0.13, top=0.84,
+                          wspace=0.08)
+        self.norm = Normalize(-1, 1)
+        self.images, self.marks, self.beams, self.empty = [], [], [], []
+        for ax, title in zip(self.axes, self.PANELS):
+            self.images.append(ax.imshow(np.zeros((1, 1)), origin="lower", cmap="RdBu_r",
+                                         norm=self.norm, interpolation="nearest"))
+            self.marks.append(_mark(ax, "black"))
+            ax.set_title(title, fontsize=10, y=1.0)
+            ax.set_xlabel("offset RA (arcsec)")
+            self.beams.append(_beam(ax, "black"))
+            self.empty.append(ax.text(0.5, 0.5, "no psf", transform=ax.transAxes,
+                                      ha="center"))
+        self.axes[0].set_ylabel("offset Dec (arcsec)")
+        self.figure.colorbar(self.images[0], cax=self.figure.add_axes((0.915, 0.17, 0.012,
+                                                                       0.63)),
+                             label="spike / spike_rms")
+        self.title = self.figure.suptitle("")
+
+    def draw(self, cutout: Cutout) -> Figure:
+        extent = _extent(cutout, cutout.spike.shape)
+        planes = (cutout.spike, cutout.dirty_spike, cutout.spike - cutout.dirty_spike)
+        finite = np.concatenate([p[np.isfinite(p)] for p in planes])
+        top = max(5 * cutout.spike_rms, float(np.max(np.abs(finite))) if finite.size else 1.0)
+        self.norm.vmin, self.norm.vmax = -top / cutout.spike_rms, top / cutout.spike_rms
+        for i, plane in enumerate(planes):
+            self.images[i].set_data(plane / cutout.spike_rms)
+            self.images[i].set_extent(extent)
+            _place_mark(self.marks[i], cutout)
+            _place_beam(self.beams[i], cutout, extent)
+            self.empty[i].set_visible(not np.isfinite(plane).any())
+        self.axes[0].set_xlim(extent[0], extent[1])
+        self.axes[0].set_ylim(extent[2], extent[3])
+        row = cutout.row
+        self.title.set_text(f"#{row['id']} {row['classification'].upper()}: image spike "
+                            f"{row['spike_snr']:.1f}, data {row['dirty_snr']:.1f} (spike_rms); "
+                            f"unsupported {row['unsupported_snr']:.1f} rms")
+        self.title.set_color(_dark(CLASSES[row["classification"]][0]))
+        return self.figure
 
 
 def overview(peak: np.ndarray, catalog, rms: np.ndarray, frequency_axis: np.ndarray,
@@ -240,6 +341,13 @@ def overview(peak: np.ndarray, catalog, rms: np.ndarray, frequency_axis: np.ndar
     return figure
 
 
+def _figure(size: tuple[float, float], dpi: float | None) -> Figure:
+    """A Figure of ``size`` inches with its own Agg canvas (kept from save to save)."""
+    figure = Figure(figsize=size, dpi=dpi)
+    FigureCanvasAgg(figure)
+    return figure
+
+
 def _grid(figure: Figure, nrows: int, ncols: int, **spacing: float) -> np.ndarray:
     """Panels sharing both axes on a fixed grid (figure fractions in ``spacing``): laid out
     once, without a layout engine measuring every tick label at each draw."""
@@ -276,22 +384,34 @@ def _extent(cutout: Cutout, shape: tuple[int, int]) -> list[float]:
     return [-dx0, -dx1, dy0, dy1]
 
 
-def _draw_beam(ax, cutout: Cutout, extent: list[float], colour: str) -> None:
+def _beam(ax, colour: str) -> Ellipse:
+    """The restoring beam's ellipse (placed by `_place_beam`)."""
+    return ax.add_patch(Ellipse((0, 0), 1, 1, facecolor=colour, alpha=0.45, edgecolor=colour,
+                                lw=1.0))
+
+
+def _place_beam(patch: Ellipse, cutout: Cutout, extent: list[float]) -> None:
     """The restoring beam in the lower left (east is to the left, so a PA from north
     through east turns counter-clockwise on the page)."""
     major, minor, pa = cutout.beam
     scale = cutout.pixel_scale
-    centre = (extent[0] - 0.12 * (extent[0] - extent[1]),
-              extent[2] + 0.12 * (extent[3] - extent[2]))
-    ax.add_patch(Ellipse(centre, minor * scale, major * scale, angle=pa, facecolor=colour,
-                         alpha=0.45, edgecolor=colour, lw=1.0))
+    patch.set_center((extent[0] - 0.12 * (extent[0] - extent[1]),
+                      extent[2] + 0.12 * (extent[3] - extent[2])))
+    patch.set_width(minor * scale)
+    patch.set_height(major * scale)
+    patch.set_angle(pa)
 
 
-def _mark(ax, cutout: Cutout, colour: str) -> None:
-    """An open circle of one beam FWHM around the candidate (leaves its pixel visible)."""
-    ax.add_patch(Ellipse((0, 0), cutout.beam[0] * cutout.pixel_scale,
-                         cutout.beam[0] * cutout.pixel_scale, facecolor="none",
-                         edgecolor=colour, lw=1.0, ls="--"))
+def _mark(ax, colour: str) -> Ellipse:
+    """An open circle around the candidate (sized by `_place_mark`)."""
+    return ax.add_patch(Ellipse((0, 0), 1, 1, facecolor="none", edgecolor=colour, lw=1.0,
+                                ls="--"))
+
+
+def _place_mark(patch: Ellipse, cutout: Cutout) -> None:
+    """One beam FWHM across, so that the candidate's pixel stays visible."""
+    patch.set_width(cutout.beam[0] * cutout.pixel_scale)
+    patch.set_height(cutout.beam[0] * cutout.pixel_scale)
 
 
 def _unit_label(cutout: Cutout) -> str:

@@ -33,7 +33,7 @@ from .classify import CLASSES, classify, diverged
 from .config import Config
 from .errors import DeconfettiWarning, InputError
 from .features import neighbour_max, spectral_contrast, spread_max, zero_nan
-from .datatest import Imprints, NullSample, data_test
+from .datatest import Imprints, NullSample, contrast_map, data_test, map_window
 from .measure import measure_candidates
 from .noise import channel_rms, highpass_fraction, spike_rms
 from .io.products import Products, open_products
@@ -68,6 +68,11 @@ class ScanResult:
         Thermal noise per channel, Jy/beam.
     peak : ndarray, shape (ny, nx)
         Peak intensity over channels (moment 8) of the image, Jy/beam.
+    contrast : dict
+        The data test's map around each candidate, by ``(channel, y, x)``: the one-channel
+        contrast of image - dirty (Jy/beam) on its figures' window
+        (`deconfetti.datatest.map_window`); empty without a psf, or read back from a
+        folder.
     """
 
     candidates: Table
@@ -76,6 +81,7 @@ class ScanResult:
     config: Config
     rms: np.ndarray = field(repr=False)
     peak: np.ndarray = field(repr=False)
+    contrast: dict[tuple[int, int, int], np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -161,7 +167,7 @@ def scan(products: "Products | str", *, config: Config | None = None,
     rms = np.full(nchan, np.nan)
     unsupported = np.full(nchan, np.nan)
     peak = np.full(products.shape[1:], np.nan, dtype=np.float32)
-    parts, negative_parts = [], []
+    parts, negative_parts, maps = [], [], []
     work = functools.partial(scan_block, products, config=config, fraction=fraction)
     for done, (block, result) in enumerate(
             run_blocks(work, blocks, store=store, workers=workers, client=client,
@@ -170,6 +176,7 @@ def scan(products: "Products | str", *, config: Config | None = None,
         unsupported[block.start:block.stop] = result.unsupported
         parts.append(result.columns)
         negative_parts.append(result.negatives)
+        maps += result.maps
         if result.peak is not None:
             peak = np.fmax(peak, result.peak)
         if progress is not None:
@@ -194,6 +201,9 @@ def scan(products: "Products | str", *, config: Config | None = None,
                          np.nan_to_num(columns["spike_snr"], nan=-np.inf),
                          products.beam_pixels[columns["channel"], 0])
     columns = {name: values[keep] for name, values in columns.items()}
+    contrast = ({(int(c), int(y), int(x)): maps[i] for i, c, y, x in
+                 zip(np.flatnonzero(keep), columns["channel"], columns["y"], columns["x"])}
+                if maps else {})
 
     log.info("Reliability of image spikes against %d negative spike(s)",
              len(negatives["channel"]))
@@ -218,7 +228,7 @@ def scan(products: "Products | str", *, config: Config | None = None,
     summary = summarise(catalog, products, config, rms, unsupported, failed)
     log.info("Found %s", ", ".join(f"{n} {k}" for k, n in summary["counts"].items()))
     return ScanResult(candidates=catalog, summary=summary, products=products, config=config,
-                      rms=rms, peak=peak)
+                      rms=rms, peak=peak, contrast=contrast)
 
 
 def scan_block(products: Products, block: Block, *, config: Config,
@@ -313,16 +323,21 @@ def scan_block(products: Products, block: Block, *, config: Config,
                                  ring_beams=config.classify.ring_beams, skip=skip))
         spread = {int(c): null.spread(int(c), skip) for c in np.unique(chan)}
         columns["null_spread"] = np.array([spread[int(c)] for c in chan]) / rms[chan]
+        maps = [contrast_map(int(c), map_window(int(y), int(x), float(beam[c, 0]),
+                                                image.shape[1:]), skip, image=image,
+                             residual=residual, imprint=imprint)
+                for c, y, x in zip(chan, ys, xs)]
     else:
         columns["dirty_snr"] = columns["unsupported_snr"] = np.full(len(chan), np.nan)
         columns["null_spread"] = np.full(len(chan), np.nan)
+        maps = []
     negatives = {name: np.concatenate(values) if values else np.zeros(0)
                  for name, values in negatives.items()}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels
         peak = np.nanmax(image[core], axis=0)
     return BlockResult(rms=rms[core], unsupported=unsupported[core], columns=columns,
-                       negatives=negatives, peak=peak)
+                       negatives=negatives, peak=peak, maps=maps)
 
 
 def _in_mask(products: Products, chan: np.ndarray, ys: np.ndarray,

@@ -65,6 +65,9 @@ class BlockResult:
     #: peak intensity of the block's core channels, Jy/beam, shape (ny, nx); in a run of
     #: blocks, the first block carries the run's peak and the others None
     peak: np.ndarray | None
+    #: the data test's map around each candidate, in the order of ``columns``
+    #: (`deconfetti.datatest.contrast_map`, Jy/beam); empty without a psf
+    maps: list[np.ndarray] = dataclasses.field(default_factory=list)
 
 
 def plan_blocks(nchan: int, block_channels: int, *, halo: int = 1) -> list[Block]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any, Callable
@@ -100,7 +101,9 @@ def scan_to_folder(products: "Products | str | Path", outdir: str | Path | None 
                           progress=progress)
             paths = write_outputs(result, outdir, overwrite=True, regions=regions)
             count = max(figures, top if report else 0)
-            pngs = evidence_pngs(result.products, result.candidates[:count], dpi=dpi)
+            pngs = evidence_pngs(result.products, result.candidates[:count], dpi=dpi,
+                                 contrast=result.contrast, diverged=_diverged(result),
+                                 workers=config.stream.workers or os.cpu_count() or 1)
             if figures > 0:
                 write_figures({i: pngs[i] for i in list(pngs)[:figures]}, outdir)
             if report:
@@ -143,7 +146,13 @@ def candidate_figures(result: ScanResult, ident: int) -> dict:
         else result.candidates
     if not len(rows):
         raise InputError(f"{result.products.name}: no candidate with id {ident} in the scan")
-    return evidence(make_cutout(result.products, rows[0]))
+    return evidence(make_cutout(result.products, rows[0], contrast=result.contrast,
+                                diverged=_diverged(result)))
+
+
+def _diverged(result: ScanResult) -> frozenset:
+    """The scan's diverged channels, left out of the figures' data test as of its own."""
+    return frozenset(result.summary.get("diverged_channels") or [])
 
 
 def write_scan_report(scandir: str | Path, *, top: int = 25, overwrite: bool = False,

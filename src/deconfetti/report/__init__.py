@@ -10,7 +10,10 @@ embedded with ``<``, ``>`` and ``&`` escaped.
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import io
+import multiprocessing
+import threading
 from typing import Any
 
 import numpy as np
@@ -21,7 +24,7 @@ from matplotlib.figure import Figure
 from .. import __version__
 from ..classify import CLASSES
 from ..cutout import make_cutout, spectral_axis
-from ..figures import evidence, overview
+from ..figures import EvidenceFigures, overview
 from ..io.products import Products
 
 __all__ = ["render", "render_survey", "evidence_pngs", "TABLE_COLUMNS"]
@@ -35,14 +38,46 @@ TABLE_COLUMNS = {"id": "id", "classification": "class", "unsupported_snr": "unsu
                  "model_peak_beam": "model x ppb (Jy/beam)"}
 
 
-def evidence_pngs(products: Products, rows: Table, *, dpi: int = 72
-                  ) -> dict[int, dict[str, bytes]]:
-    """PNG bytes of every evidence figure of each row, by candidate id and figure name."""
-    out = {}
-    for row in rows:
-        out[int(row["id"])] = {name: _png_bytes(figure, dpi) for name, figure
-                               in evidence(make_cutout(products, row)).items()}
+def evidence_pngs(products: Products, rows: Table, *, dpi: int = 72,
+                  contrast: dict | None = None, diverged: frozenset = frozenset(),
+                  workers: int = 1) -> dict[int, dict[str, bytes]]:
+    """PNG bytes of every evidence figure of each row, by candidate id and figure name
+    (``contrast`` and ``diverged`` as in `deconfetti.cutout.make_cutout`).
+
+    With ``workers`` > 1 and enough rows, the cutouts are read here and drawn in this
+    process and up to ``workers - 1`` forked ones at once (at least `ROWS_PER_PROCESS`
+    each). A process is forked only where nothing but this thread runs (a fork copies
+    no other thread, and a lock one of them held would stay locked); elsewhere, and
+    where there is no fork, all are drawn here.
+    """
+    cutouts = [make_cutout(products, row, contrast=contrast, diverged=diverged)
+               for row in rows]
+    processes = max(1, min(workers, len(cutouts) // ROWS_PER_PROCESS))
+    if (processes == 1 or threading.active_count() > 1
+            or "fork" not in multiprocessing.get_all_start_methods()):
+        return _draw_pngs(cutouts, dpi)
+    chunks = [list(part) for part in np.array_split(np.arange(len(cutouts)), processes)]
+    context = multiprocessing.get_context("fork")
+    with concurrent.futures.ProcessPoolExecutor(processes - 1, mp_context=context) as pool:
+        futures = [pool.submit(_draw_pngs, [cutouts[i] for i in chunk], dpi)
+                   for chunk in chunks[1:]]
+        out = _draw_pngs([cutouts[i] for i in chunks[0]], dpi)
+        for future in futures:
+            out.update(future.result())
     return out
+
+
+#: fewest candidates worth drawing in a process of their own
+ROWS_PER_PROCESS = 3
+
+
+def _draw_pngs(cutouts: list, dpi: int) -> dict[int, dict[str, bytes]]:
+    """PNG bytes of every evidence figure of each cutout, by candidate id, drawn on one
+    set of layouts."""
+    figures = EvidenceFigures(dpi)
+    return {int(cutout.row["id"]): {name: _png_bytes(figure, dpi) for name, figure
+                                    in figures.draw(cutout).items()}
+            for cutout in cutouts}
 
 
 def render(catalog: Table, summary: dict[str, Any], products: Products, peak: np.ndarray,
@@ -74,7 +109,8 @@ def render(catalog: Table, summary: dict[str, Any], products: Products, peak: np
     label = "radio velocity (km/s)" if unit == "km/s" else "frequency (GHz)"
     pngs = dict(pngs or {})
     missing = [i for i, row in enumerate(catalog[:top]) if int(row["id"]) not in pngs]
-    pngs.update(evidence_pngs(products, catalog[:top][missing], dpi=dpi))
+    pngs.update(evidence_pngs(products, catalog[:top][missing], dpi=dpi,
+                              diverged=frozenset(summary.get("diverged_channels") or [])))
     sections = []
     for row in catalog[:top]:
         sections.append({"id": int(row["id"]), "classification": str(row["classification"]),
