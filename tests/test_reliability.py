@@ -231,26 +231,26 @@ def test_killed_scan_leaves_no_catalog_and_resume_completes(fits_prefix, tmp_pat
                  "--set", "stream.block_channels=1"]) == 0
     real_block, calls = scan_module.scan_block, []
 
-    def killed(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 4:
+    def killed(products, block, *args, **kwargs):
+        if block.start == 3:
             raise KeyboardInterrupt
-        return real_block(*args, **kwargs)
+        return real_block(products, block, *args, **kwargs)
 
     out = tmp_path / "o"
     monkeypatch.setattr(scan_module, "scan_block", killed)
-    # 5 one-channel blocks in 2 runs (channels 0-2 and 3-4), stored a run at a time
+    # 5 one-channel blocks in 3 runs (channels 0-1, 2-3 and 4: twice as many runs as
+    # threads), stored a run at a time and in order: the first run only
     assert main(["scan", str(fits_prefix), "--out", str(out), "-q", "--figures", "0",
                  "--set", "stream.block_channels=1", "--workers", "2"]) == 130
     assert not (out / "candidates.ecsv").exists()
-    assert len(list((out / CHECKPOINT_DIR).glob("block_*.npz"))) == 3
+    assert sorted(p.name for p in (out / CHECKPOINT_DIR).glob("block_*.npz")) == [
+        "block_0.npz", "block_1.npz"]
     assert not [p for p in out.rglob("*") if ".part" in p.name]
-    calls.clear()
     monkeypatch.setattr(scan_module, "scan_block", lambda *a, **k: calls.append(1) or
                         real_block(*a, **k))
     assert main(["scan", str(fits_prefix), "--out", str(out), "-q", "--figures", "0",
                  "--set", "stream.block_channels=1", "--resume"]) == 0
-    assert len(calls) == 2  # 5 blocks, 3 reused
+    assert len(calls) == 3  # 5 blocks, 2 reused
     assert not (out / CHECKPOINT_DIR).exists()
     done, expected = (out / "candidates.ecsv").read_text(), (reference / "candidates.ecsv").read_text()
     strip = lambda text: [line for line in text.splitlines() if "date:" not in line]  # noqa: E731

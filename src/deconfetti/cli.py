@@ -128,8 +128,9 @@ def _add_scan_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top", type=_count(0), default=25, metavar="N",
                         help="candidates with figures in the report (default 25)")
     parser.add_argument("--workers", type=_count(1), metavar="N",
-                        help="blocks processed at once, in threads (stream.workers; default: "
-                             "one per CPU core)")
+                        help="blocks processed at once, in threads, and processes drawing "
+                             "figures (stream.workers; default: one per CPU core, as many "
+                             "as stream.memory_mb holds)")
     parser.add_argument("--scheduler", metavar="ADDRESS",
                         help="run the blocks on a dask.distributed cluster, e.g. "
                              "tcp://host:8786 (the workers must see the products' paths)")

@@ -98,7 +98,8 @@ class StreamConfig:
     memory_mb: int = 512
     #: channels per block; 0 chooses from memory_mb and the products' tile depth
     block_channels: int = 0
-    #: blocks processed at once (threads); 0 means one per CPU core
+    #: blocks processed at once (threads); 0 means one per CPU core, as many as the
+    #: memory budget holds one-channel blocks for
     workers: int = 0
 
 

@@ -118,12 +118,26 @@ class Imprints(dict):
     for and kept, so that the catalog's test and the null share one convolution.
 
     ``model`` and ``psf`` are indexed by block channel: arrays ``(nread, ny, nx)`` or
-    mappings of channel -> whole plane (model in Jy/pixel, NaN as 0; psf peak 1).
+    mappings of channel -> whole plane (model in Jy/pixel, NaN as 0; psf peak 1); a psf
+    plane is asked for only where no imprint is taken over. ``first`` is the cube channel
+    of block channel 0. ``previous`` holds imprints by cube channel (`handover` of the
+    block before, in a run): those of this block's channels are taken over, not made
+    again.
     """
 
-    def __init__(self, model: Any, psf: Any):
+    def __init__(self, model: Any, psf: Any, *, first: int = 0,
+                 previous: dict[int, Imprint] | None = None):
         super().__init__()
-        self._model, self._psf = model, psf
+        self._model, self._psf, self.first = model, psf, first
+        for chan, imprint in (previous or {}).items():
+            if 0 <= chan - first < len(model):
+                self[chan - first] = imprint
+
+    def handover(self, since: int) -> dict[int, Imprint]:
+        """The imprints made of cube channels ``since`` and later, by cube channel (they
+        hold no view of the block's arrays)."""
+        return {self.first + c: imprint for c, imprint in self.items()
+                if self.first + c >= since}
 
     def __missing__(self, chan: int) -> Imprint:
         self[chan] = Imprint(self._model[chan], self._psf[int(chan)])

@@ -38,8 +38,8 @@ from .measure import measure_candidates
 from .noise import channel_rms, highpass_fraction, spike_rms
 from .io.products import Products, open_products
 from .tables import utc_now, versions
-from .stream import (Block, BlockResult, choose_block_channels, plan_blocks, run_blocks,
-                     tune_malloc)
+from .stream import (Block, BlockResult, choose_block_channels, choose_workers, plan_blocks,
+                     run_blocks, tune_malloc)
 
 __all__ = ["scan", "scan_block", "ScanResult"]
 
@@ -156,7 +156,8 @@ def scan(products: "Products | str", *, config: Config | None = None,
 
     log.info("Measuring noise: high-pass fraction")
     fraction = _highpass_fraction(products, config)
-    workers = config.stream.workers or os.cpu_count() or 1
+    workers = config.stream.workers or choose_workers(
+        products.shape, memory_mb=config.stream.memory_mb, cores=os.cpu_count() or 1)
     size = config.stream.block_channels or choose_block_channels(
         products.shape, memory_mb=config.stream.memory_mb / (1 if client else workers),
         tile_depth=products.image.tile_depth)
@@ -231,9 +232,15 @@ def scan(products: "Products | str", *, config: Config | None = None,
                       rms=rms, peak=peak, contrast=contrast)
 
 
-def scan_block(products: Products, block: Block, *, config: Config,
-               fraction: float) -> BlockResult:
-    """Noise, candidates and their measurements for one channel block."""
+def scan_block(products: Products, block: Block, carry: dict | None = None, *,
+               config: Config, fraction: float) -> BlockResult:
+    """Noise, candidates and their measurements for one channel block.
+
+    ``carry`` is shared by consecutive blocks of a run (`deconfetti.stream.run_in_order`):
+    a block leaves there the imprints (psf (*) model) of its channels, and the next block
+    takes over those of the channels they share instead of convolving them again.
+    """
+    carry = {} if carry is None else carry
     start, stop = block.read_start, block.read_stop
     core = block.core
     image = products.read("image", start, stop)
@@ -299,10 +306,12 @@ def scan_block(products: Products, block: Block, *, config: Config,
     if products.psf is not None and len(chan):
         # only the channels the data test needs: the candidates' and their neighbours'
         lo, hi = max(0, int(chan.min()) - 1), min(stop - start, int(chan.max()) + 2)
-        # one whole plane at a time, past the halo cache: the psf is read at scattered
-        # channels, and a read within one tile depth keeps python-casacore's cache to one row
-        psf = {c: zero_nan(products.plane("psf", start + c)) for c in range(lo, hi)}
-        imprint = Imprints(model, psf)  # psf (*) model, shared by the null and the test
+        # one whole plane at a time, past the halo cache, and only where no imprint is
+        # taken over: the psf is read at scattered channels, and a read within one tile
+        # depth keeps python-casacore's cache to one row
+        psf = _Planes(lambda c: zero_nan(products.plane("psf", start + c)))
+        # psf (*) model, shared by the null and the test, and with the next block
+        imprint = Imprints(model, psf, first=start, previous=carry.get("imprints"))
         null = NullSample(image=image, residual=residual, imprint=imprint, valid=valid,
                           samples=config.classify.null_samples, first=start, beam=beam,
                           ring_beams=config.classify.ring_beams)
@@ -327,10 +336,12 @@ def scan_block(products: Products, block: Block, *, config: Config,
                                                 image.shape[1:]), skip, image=image,
                              residual=residual, imprint=imprint)
                 for c, y, x in zip(chan, ys, xs)]
+        carry["imprints"] = imprint.handover(block.stop - 1)  # the next block's halo
     else:
         columns["dirty_snr"] = columns["unsupported_snr"] = np.full(len(chan), np.nan)
         columns["null_spread"] = np.full(len(chan), np.nan)
         maps = []
+        carry.pop("imprints", None)
     negatives = {name: np.concatenate(values) if values else np.zeros(0)
                  for name, values in negatives.items()}
     with warnings.catch_warnings():
@@ -338,6 +349,18 @@ def scan_block(products: Products, block: Block, *, config: Config,
         peak = np.nanmax(image[core], axis=0)
     return BlockResult(rms=rms[core], unsupported=unsupported[core], columns=columns,
                        negatives=negatives, peak=peak, maps=maps)
+
+
+class _Planes(dict):
+    """Planes by block channel, each read by ``read(chan)`` when first asked for."""
+
+    def __init__(self, read: Callable[[int], np.ndarray]):
+        super().__init__()
+        self._read = read
+
+    def __missing__(self, chan: int) -> np.ndarray:
+        self[chan] = self._read(chan)
+        return self[chan]
 
 
 def _in_mask(products: Products, chan: np.ndarray, ys: np.ndarray,

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 __all__ = ["Block", "BlockResult", "plan_blocks", "plan_runs", "choose_block_channels",
+           "choose_workers",
            "run_blocks", "run_in_order", "tune_malloc", "PLANES_PER_CHANNEL", "PLANES_FIXED",
            "RUN_TILES"]
 
@@ -97,6 +98,15 @@ def choose_block_channels(shape: tuple[int, int, int], *, memory_mb: float,
     return fit
 
 
+def choose_workers(shape: tuple[int, int, int], *, memory_mb: float, cores: int) -> int:
+    """Worker threads for a local scan: one per core, but no more than can each hold a
+    one-channel block (`choose_block_channels`' model) within ``memory_mb`` together;
+    at least one."""
+    plane_mb = shape[1] * shape[2] * 4 / 2 ** 20
+    fit = int(memory_mb // ((PLANES_PER_CHANNEL + PLANES_FIXED) * plane_mb))
+    return max(1, min(cores, fit))
+
+
 def plan_runs(blocks: list[Block], *, workers: int, tile_depth: int = 1) -> list[list[Block]]:
     """Group consecutive blocks into runs, each streamed in order by one worker.
 
@@ -118,32 +128,33 @@ def plan_runs(blocks: list[Block], *, workers: int, tile_depth: int = 1) -> list
     return runs
 
 
-def run_blocks(work: Callable[[Block], BlockResult], blocks: list[Block], *, store: Any,
-               workers: int, client: Any, tile_depth: int
+def run_blocks(work: Callable[[Block, dict], BlockResult], blocks: list[Block], *,
+               store: Any, workers: int, client: Any, tile_depth: int
                ) -> Iterator[tuple[Block, BlockResult]]:
-    """Yield ``(block, work(block))`` in block order: stored blocks from ``store``, the
-    others computed on ``client`` in runs of consecutive blocks (`run_in_order`; ``work``
-    must pickle), or here on ``workers`` threads that share the product handles and read
-    in block order.
+    """Yield ``(block, work(block, carry))`` in block order: stored blocks from ``store``,
+    the others computed in runs of consecutive blocks (`run_in_order`) on ``client``
+    (``work`` must pickle), or here on ``workers`` threads that share the product
+    handles (twice as many runs as threads, for balance).
 
     Computed blocks are stored a run at a time, the run's peak map in its first block,
     so that the store holds one peak map per run.
     """
     todo = [block for block in blocks if store is None or not store.has(block)]
     stored = set(blocks) - set(todo)
-    nodes = (sum(client.nthreads().values()) or 1) if client is not None else workers
+    nodes = (sum(client.nthreads().values()) or 1) if client is not None else 2 * workers
     runs = plan_runs(todo, workers=nodes, tile_depth=tile_depth)
     last = {run[-1]: run for run in runs}
     with contextlib.ExitStack() as stack:
         if client is not None and todo:
             futures = client.map(run_in_order, [work] * len(runs), runs, pure=False)
             computed = itertools.chain.from_iterable(future.result() for future in futures)
-        elif workers > 1 and len(todo) > 1:
+        elif workers > 1 and len(runs) > 1:
             pool = stack.enter_context(concurrent.futures.ThreadPoolExecutor(workers))
             stack.callback(pool.shutdown, wait=True, cancel_futures=True)
-            computed = pool.map(work, todo)
+            computed = itertools.chain.from_iterable(
+                pool.map(functools.partial(run_in_order, work), runs))
         else:
-            computed = (work(block) for block in todo)
+            computed = itertools.chain.from_iterable(run_in_order(work, run) for run in runs)
         computed = iter(computed)
         batch: list[BlockResult] = []
         for block in blocks:
@@ -160,15 +171,17 @@ def run_blocks(work: Callable[[Block], BlockResult], blocks: list[Block], *, sto
                     batch = []
 
 
-def run_in_order(work: Callable[[Block], BlockResult], blocks: list[Block]
+def run_in_order(work: Callable[[Block, dict], BlockResult], blocks: list[Block]
                  ) -> list[BlockResult]:
-    """``work`` over consecutive blocks in order with one set of product handles, so that
-    each block's halo comes from the previous read (a cluster worker's task). The run's
-    peak map is returned in the first block's result, None in the others."""
+    """``work(block, carry)`` over consecutive blocks in order (a worker's task), so that
+    each block's halo comes from the previous read and ``carry``, one dict for the run,
+    holds what a block leaves to the next. The run's peak map is returned in the first
+    block's result, None in the others."""
     tune_malloc()
     results: list[BlockResult] = []
+    carry: dict = {}
     for block in blocks:
-        _fold_peak(results, work(block))
+        _fold_peak(results, work(block, carry))
     return results
 
 

@@ -97,14 +97,17 @@ class FitsImage:
         self.beams = _beams(self._hdul, header, nchan, path)
 
     def read(self, start: int, stop: int, ys: slice, xs: slice) -> np.ndarray:
-        """Channels ``start:stop`` of the window ``(ys, xs)``, float32 ``[chan, y, x]``."""
+        """Channels ``start:stop`` of the window ``(ys, xs)``, float32 ``[chan, y, x]``: a
+        new array, never a view of the product's own data."""
         chan_axis, stokes_axis, y_axis, x_axis = self.axes
         index = [slice(0, 1)] * self.ndim
         index[y_axis], index[x_axis] = ys, xs
         if chan_axis is not None:
             index[chan_axis] = slice(start, stop)
         source = self._hdu.data if self.in_memory else self._hdu.section  # lazy on disk
-        data = np.asarray(source[tuple(index)], dtype=np.float32)
+        data = source[tuple(index)]
+        data = np.array(data, dtype=np.float32) if self.in_memory else np.asarray(
+            data, dtype=np.float32)
         kept = [a for a in (chan_axis, y_axis, x_axis) if a is not None]
         data = np.squeeze(data, axis=tuple(a for a in range(self.ndim) if a not in kept))
         order = [sorted(kept).index(a) for a in kept]

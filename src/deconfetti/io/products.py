@@ -71,7 +71,7 @@ class Product:
         self.kind = kind
         self.path = path
         self._lock = threading.Lock()  # one read at a time per product (casacore, astropy)
-        self._tail: tuple[int, np.ndarray] | None = None  # last planes of the last read
+        self._tails = threading.local()  # each thread's last planes of its last read
         try:
             if hdul is not None:  # in memory: ``path`` only names it
                 self.reader = FitsImage(path, hdul)
@@ -118,18 +118,24 @@ class Product:
                              f"({first_line(exc)})") from None
 
     def _read_planes(self, start: int, stop: int, ys: slice, xs: slice) -> np.ndarray:
-        """Whole planes, reusing the last ``HALO_CACHE`` planes of the previous read: a
-        channel block's halo is the previous block's last channels, read only once."""
+        """Whole planes, reusing the last ``HALO_CACHE`` planes of this thread's previous
+        read: a channel block's halo is the previous block's last channels (in a run of
+        blocks, which one thread reads in order), read only once."""
         head = np.empty((0,) + self.shape[1:], dtype=np.float32)
-        if self._tail is not None:
-            first, planes = self._tail
+        tail = getattr(self._tails, "planes", None)
+        if tail is not None:
+            first, planes = tail
             if first <= start < first + len(planes):
                 head = planes[start - first:min(stop - first, len(planes))]
         begin = start + len(head)
-        data = (np.concatenate([head, self.reader.read(begin, stop, ys, xs)]) if begin < stop
-                else head.copy())
+        if begin >= stop:
+            data = head.copy()
+        elif len(head):
+            data = np.concatenate([head, self.reader.read(begin, stop, ys, xs)])
+        else:  # the readers' arrays are new: only a layout to fix
+            data = np.ascontiguousarray(self.reader.read(begin, stop, ys, xs))
         keep = min(HALO_CACHE, len(data))
-        self._tail = (stop - keep, data[len(data) - keep:].copy())
+        self._tails.planes = (stop - keep, data[len(data) - keep:].copy())
         return data
 
     @property

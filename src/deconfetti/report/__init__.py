@@ -10,7 +10,6 @@ embedded with ``<``, ``>`` and ``&`` escaped.
 from __future__ import annotations
 
 import base64
-import concurrent.futures
 import io
 import multiprocessing
 import threading
@@ -44,40 +43,73 @@ def evidence_pngs(products: Products, rows: Table, *, dpi: int = 72,
     """PNG bytes of every evidence figure of each row, by candidate id and figure name
     (``contrast`` and ``diverged`` as in `deconfetti.cutout.make_cutout`).
 
-    With ``workers`` > 1 and enough rows, the cutouts are read here and drawn in this
-    process and up to ``workers - 1`` forked ones at once (at least `ROWS_PER_PROCESS`
-    each). A process is forked only where nothing but this thread runs (a fork copies
-    no other thread, and a lock one of them held would stay locked); elsewhere, and
-    where there is no fork, all are drawn here.
+    The cutouts are read here. With ``workers`` > 1 and enough rows, the figures are laid
+    out and drawn for the first row here, then up to ``workers - 1`` forked copies of this
+    process draw their share of the rows (at least `ROWS_PER_PROCESS` each) while this
+    one draws its own. A process is forked only where nothing but this thread runs (a
+    fork copies no other thread, and a lock one of them held would stay locked);
+    elsewhere, and where there is no fork, all are drawn here.
     """
     cutouts = [make_cutout(products, row, contrast=contrast, diverged=diverged)
                for row in rows]
+    figures = EvidenceFigures(dpi)
     processes = max(1, min(workers, len(cutouts) // ROWS_PER_PROCESS))
     if (processes == 1 or threading.active_count() > 1
             or "fork" not in multiprocessing.get_all_start_methods()):
-        return _draw_pngs(cutouts, dpi)
-    chunks = [list(part) for part in np.array_split(np.arange(len(cutouts)), processes)]
+        return _draw_pngs(figures, cutouts, dpi)
+    chunks = [[cutouts[i] for i in chunk]
+              for chunk in np.array_split(np.arange(len(cutouts)), processes)]
+    figures.draw(cutouts[0])  # laid out once, before the fork
     context = multiprocessing.get_context("fork")
-    with concurrent.futures.ProcessPoolExecutor(processes - 1, mp_context=context) as pool:
-        futures = [pool.submit(_draw_pngs, [cutouts[i] for i in chunk], dpi)
-                   for chunk in chunks[1:]]
-        out = _draw_pngs([cutouts[i] for i in chunks[0]], dpi)
-        for future in futures:
-            out.update(future.result())
-    return out
+    children = []
+    for chunk in chunks[1:]:
+        reader, writer = context.Pipe(duplex=False)
+        child = context.Process(target=_send_pngs, daemon=True,
+                                args=(writer, figures, chunk, dpi))
+        child.start()
+        writer.close()
+        children.append((child, reader, chunk))
+    out = _draw_pngs(figures, chunks[0], dpi)
+    for child, reader, chunk in children:
+        try:
+            drawn = reader.recv()
+        except EOFError:  # the process died: its share is drawn here
+            drawn = None
+        child.join()
+        out.update(drawn if isinstance(drawn, dict) else _draw_pngs(figures, chunk, dpi))
+    return {int(row["id"]): out[int(row["id"])] for row in rows}
 
 
 #: fewest candidates worth drawing in a process of their own
 ROWS_PER_PROCESS = 3
 
 
-def _draw_pngs(cutouts: list, dpi: int) -> dict[int, dict[str, bytes]]:
-    """PNG bytes of every evidence figure of each cutout, by candidate id, drawn on one
-    set of layouts."""
-    figures = EvidenceFigures(dpi)
+def _draw_pngs(figures: EvidenceFigures, cutouts: list, dpi: int
+               ) -> dict[int, dict[str, bytes]]:
+    """PNG bytes of every evidence figure of each cutout, by candidate id."""
     return {int(cutout.row["id"]): {name: _png_bytes(figure, dpi) for name, figure
                                     in figures.draw(cutout).items()}
             for cutout in cutouts}
+
+
+def _send_pngs(writer: Any, figures: EvidenceFigures, cutouts: list, dpi: int) -> None:
+    """`_draw_pngs` in a forked process, the result down ``writer`` (None on an error:
+    the parent draws them instead).
+
+    Fonts opened before the fork share their file offsets with the parent, which reads
+    them at the same time: matplotlib empties its font cache in a forked child, and the
+    mathtext cache, whose glyphs hold fonts too, is emptied here.
+    """
+    from matplotlib import mathtext
+
+    drawn = None
+    try:
+        getattr(mathtext.MathTextParser._parse_cached, "cache_clear", lambda: None)()
+        drawn = _draw_pngs(figures, cutouts, dpi)
+    except Exception:
+        pass  # drawn in the parent, which raises what is wrong
+    writer.send(drawn)
+    writer.close()
 
 
 def render(catalog: Table, summary: dict[str, Any], products: Products, peak: np.ndarray,
