@@ -12,7 +12,8 @@ median of ``--runs``:
   and their neighbours'), which is what the scan must read;
 - ``deconfetti scan PREFIX --out DIR`` with its defaults (figures included);
 - the same with ``--figures 0``;
-- ``deconfetti --help``.
+- ``deconfetti --help``;
+- the figures' cost per candidate: the difference of the two scans over the number drawn.
 
 With ``--dask``, the scan from Python on a `LocalCluster` of one and of two single-threaded
 worker processes (started, and their imports done, before the clock starts).
@@ -136,6 +137,12 @@ def main() -> None:
             seconds = statistics.median(t for t, _ in values)
             rss = max(r for _, r in values)
             rows.append((size, name, seconds, seconds / floor, rss))
+        drawn = min(10, _candidates(out))  # the default scan draws the first 10
+        if drawn:
+            extra = statistics.median(a - b for (a, _), (b, _) in
+                                      zip(results["scan"], results["scan --figures 0"]))
+            rows.append((size, "figures, per candidate", extra / drawn, extra / drawn / floor,
+                         float("nan")))
     print(f"{'size':>6} {'run':<22} {'seconds':>8} {'x floor':>8} {'peak RSS MB':>12} "
           f"{'growth':>7}")
     first = {name: (size, s) for size, name, s, _, _ in rows if size == args.sizes[0]}
@@ -145,6 +152,10 @@ def main() -> None:
         if base and size != base[0]:
             growth = f"{math.log(seconds / base[1]) / math.log((size / base[0]) ** 2):.2f}"
         print(f"{size:>6} {name:<22} {seconds:8.2f} {ratio:8.2f} {rss:12.0f} {growth:>7}")
+
+
+def _candidates(scan_folder: Path) -> int:
+    return int(json.loads((scan_folder / "summary.json").read_text())["candidates"])
 
 
 def _tested_channels(scan_folder: Path, nchan: int) -> list[int]:

@@ -133,3 +133,28 @@ def test_one_plane_figures_fit_one_plane(sim_fits, tmp_path):
     assert dec.get_xlim()[0] < dec.get_xlim()[1]
     assert [line.get_label() for line in ra.get_lines()][:3] == ["image", "residual",
                                                                  "model x pixels/beam"]
+
+
+def test_figures_drawn_on_reused_layouts_are_those_of_new_figures(example_scan):
+    """One set of layouts, updated from candidate to candidate, draws each candidate
+    exactly as new figures do (nothing left over from the one before)."""
+    from deconfetti.report import _png_bytes
+
+    rows = example_scan.candidates[:4]
+    reused = figures.EvidenceFigures(dpi=50)
+    for row in rows:
+        cutout = make_cutout(example_scan.products, row, contrast=example_scan.contrast)
+        drawn = {name: _png_bytes(f, 50) for name, f in reused.draw(cutout).items()}
+        fresh = {name: _png_bytes(f, 50) for name, f in figures.evidence(cutout).items()}
+        assert drawn == fresh, int(row["id"])
+
+
+def test_figures_drawn_in_forked_processes_are_the_same(example_scan):
+    from deconfetti.report import evidence_pngs
+
+    rows = example_scan.candidates[:7]
+    serial = evidence_pngs(example_scan.products, rows, dpi=50, contrast=example_scan.contrast)
+    forked = evidence_pngs(example_scan.products, rows, dpi=50, contrast=example_scan.contrast,
+                           workers=2)
+    assert list(forked) == [int(i) for i in rows["id"]]
+    assert forked == serial

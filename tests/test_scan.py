@@ -94,6 +94,24 @@ def test_block_size_does_not_change_the_result(sim_fits, sim_scan, block_channel
         np.testing.assert_array_equal(table[name], sim_scan.candidates[name])
 
 
+def test_the_figures_data_test_is_the_scans_own(sim_fits, sim_scan):
+    """The map kept per candidate does not depend on the blocks, and is what the figures
+    would compute from the products (with the diverged channels left out alike)."""
+    from deconfetti.cutout import make_cutout
+
+    other = deconfetti.scan(sim_fits, block_channels=1)
+    assert sorted(other.contrast) == sorted(sim_scan.contrast)
+    assert len(sim_scan.contrast) == len(sim_scan.candidates)
+    for key, kept in sim_scan.contrast.items():
+        np.testing.assert_array_equal(other.contrast[key], kept)
+    diverged = frozenset(sim_scan.summary["diverged_channels"])
+    for row in sim_scan.candidates[:5]:
+        kept = make_cutout(sim_scan.products, row, contrast=sim_scan.contrast)
+        computed = make_cutout(sim_scan.products, row, diverged=diverged)
+        np.testing.assert_allclose(kept.dirty_spike, computed.dirty_spike, rtol=1e-5,
+                                   atol=1e-6 * float(np.nanmax(np.abs(computed.spike))))
+
+
 def test_without_psf_the_scan_runs_and_is_cautious(sim, tmp_path):
     prefix = write_products(sim, tmp_path, kinds=("image", "model", "residual", "pb"))
     with pytest.warns(deconfetti.DeconfettiWarning, match="no psf"):

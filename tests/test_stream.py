@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from deconfetti.stream import RUN_TILES, choose_block_channels, plan_blocks, plan_runs
+from deconfetti.stream import (RUN_TILES, choose_block_channels, choose_workers, plan_blocks,
+                               plan_runs)
 
 
 def test_blocks_cover_every_channel_once_with_a_one_channel_halo():
@@ -41,3 +42,31 @@ def test_runs_break_where_blocks_are_missing():
     assert [[(b.start, b.stop) for b in run] for run in runs] == [[(0, 2), (2, 4)],
                                                                   [(6, 8), (8, 10), (10, 12)]]
     assert plan_runs([], workers=2) == []
+
+
+@pytest.mark.parametrize("shape, memory_mb, cores, expected", [
+    ((64, 2048, 2048), 512, 2, 1),   # a one-channel block is ~576 MB: one thread
+    ((64, 2048, 2048), 1200, 2, 2),
+    ((64, 1024, 1024), 512, 2, 2),
+    ((64, 1024, 1024), 512, 8, 3),
+    ((64, 4096, 4096), 512, 2, 1),   # never fewer than one
+])
+def test_worker_threads_follow_cores_and_memory(shape, memory_mb, cores, expected):
+    assert choose_workers(shape, memory_mb=memory_mb, cores=cores) == expected
+
+
+def test_checkpoint_keeps_the_data_test_maps(sim_fits, tmp_path):
+    from deconfetti.checkpoint import BlockStore
+    from deconfetti.io.products import open_products
+    from deconfetti.stream import BlockResult
+
+    block = plan_blocks(10, 4)[1]
+    maps = [np.arange(6, dtype=np.float32).reshape(2, 3), np.ones((4, 5), np.float32)]
+    result = BlockResult(rms=np.ones(4), unsupported=np.ones(4), columns={"x": np.arange(2)},
+                         negatives={"x": np.zeros(0)}, peak=None, maps=maps)
+    store = BlockStore(tmp_path / "c", open_products(sim_fits), {}, resume=False)
+    store.save(block, result)
+    back = store.load(block)
+    assert [m.shape for m in back.maps] == [(2, 3), (4, 5)]
+    for a, b in zip(back.maps, maps):
+        np.testing.assert_array_equal(a, b)
