@@ -145,14 +145,17 @@ _COMMON_TCLEAN = dict(
     minpsffraction=0.05, maxpsffraction=0.8, usemask="pb", pbmask=0.2, pblimit=0.1,
     restoringbeam="common", perchanweightdensity=True, threshold_sigma=2.5)
 
+#: the 7m (ACA) mosaic of 7 pointings the 7m cases share: array, band, grid, time, sky
+_ACA_MOSAIC = dict(
+    config="aca.cycle5.cfg", freq_GHz=93.17, chanwidth_MHz=0.25, imsize=128, cell_arcsec=3.0,
+    pointings="hex7", spacing_arcsec=50.0, totaltime_s=1440, integration_s=60, noise_mJy=4.0,
+    clump_fwhm_beam=(0.6, 2.0), n_filaments=3, fil_width_beam=(1.0, 2.5), layer_frac=0.08,
+    n_compact=6, beam_guess_pix=5.0)
+
 CASES = {
     "nat7m_diverged": dict(
-        seed=702, config="aca.cycle5.cfg", freq_GHz=93.17, chanwidth_MHz=0.25, nchan=24,
-        imsize=128, cell_arcsec=3.0, pointings="hex7", spacing_arcsec=50.0,
-        totaltime_s=1440, integration_s=60, field_flag_frac=0.3,
-        noise_mJy=4.0, peak_sigma=500.0, n_clumps=35, clump_fwhm_beam=(0.6, 2.0),
-        n_filaments=3, fil_width_beam=(1.0, 2.5), layer_frac=0.08, vel_rms_chan=5.0,
-        linewidth_chan=(1.0, 2.0), n_compact=6, compact_sigma=(8.0, 60.0), beam_guess_pix=5.0,
+        _ACA_MOSAIC, seed=702, nchan=24, field_flag_frac=0.3, peak_sigma=500.0, n_clumps=35,
+        vel_rms_chan=5.0, linewidth_chan=(1.0, 2.0), compact_sigma=(8.0, 60.0),
         tclean=dict(_COMMON_TCLEAN, gridder="mosaic", scales=[0, 6, 18, 40], gain=0.3,
                     smallscalebias=-0.3, cyclefactor=0.05, minpsffraction=0.001,
                     maxpsffraction=0.3, threshold_sigma=1.0),
@@ -187,24 +190,16 @@ CASES = {
         tclean=dict(_COMMON_TCLEAN, gridder="standard", deconvolver="hogbom", robust=2.0,
                     cyclefactor=1.0, threshold_sigma=2.5)),
     "nat7m_cyclefactor": dict(
-        seed=705, config="aca.cycle5.cfg", freq_GHz=93.17, chanwidth_MHz=0.25, nchan=24,
-        imsize=128, cell_arcsec=3.0, pointings="hex7", spacing_arcsec=50.0,
-        totaltime_s=1440, integration_s=60, field_flag_frac=0.3,
-        noise_mJy=4.0, peak_sigma=300.0, n_clumps=35, clump_fwhm_beam=(0.6, 2.0),
-        n_filaments=3, fil_width_beam=(1.0, 2.5), layer_frac=0.08, vel_rms_chan=5.0,
-        linewidth_chan=(0.8, 1.5), n_compact=6, compact_sigma=(8.0, 60.0), beam_guess_pix=5.0,
+        _ACA_MOSAIC, seed=705, nchan=24, field_flag_frac=0.3, peak_sigma=300.0, n_clumps=35,
+        vel_rms_chan=5.0, linewidth_chan=(0.8, 1.5), compact_sigma=(8.0, 60.0),
         tclean=dict(_COMMON_TCLEAN, gridder="mosaic", scales=[0, 6, 18, 40],
                     smallscalebias=0.0, cyclefactor=0.1, minpsffraction=0.01,
                     usemask="auto-multithresh", sidelobethreshold=1.5, noisethreshold=4.0,
                     lownoisethreshold=1.5, minbeamfrac=0.3, growiterations=75,
                     negativethreshold=0.0, threshold_sigma=2.0)),
     "aggr7m_lowcf": dict(
-        seed=710, config="aca.cycle5.cfg", freq_GHz=93.17, chanwidth_MHz=0.25, nchan=20,
-        imsize=128, cell_arcsec=3.0, pointings="hex7", spacing_arcsec=50.0,
-        totaltime_s=1440, integration_s=60, field_flag_frac=0.1,
-        noise_mJy=4.0, peak_sigma=40.0, n_clumps=30, clump_fwhm_beam=(0.6, 2.0),
-        n_filaments=3, fil_width_beam=(1.0, 2.5), layer_frac=0.08, vel_rms_chan=4.0,
-        linewidth_chan=(1.0, 2.0), n_compact=6, compact_sigma=(8.0, 40.0), beam_guess_pix=5.0,
+        _ACA_MOSAIC, seed=710, nchan=20, field_flag_frac=0.1, peak_sigma=40.0, n_clumps=30,
+        vel_rms_chan=4.0, linewidth_chan=(1.0, 2.0), compact_sigma=(8.0, 40.0),
         tclean=dict(_COMMON_TCLEAN, gridder="mosaic", robust=2.0, scales=[0, 6, 18, 40],
                     smallscalebias=0.6, gain=0.5, cyclefactor=0.1, minpsffraction=0.01,
                     maxpsffraction=0.3, threshold_sigma=0.5)),

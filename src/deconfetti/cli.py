@@ -362,7 +362,8 @@ def _reclean_selections(products, channels: list[int]) -> list[str]:
     for run in runs:
         beam = products.beams[run[0]]
         out.append(f"channels {run[0]}-{run[-1]}: specmode='cube', "
-                   f"start='{float(freq[run[0]])!r}Hz', width='{width!r}Hz', nchan={len(run)}, restoringbeam="
+                   f"start='{float(freq[run[0]])!r}Hz', width='{width!r}Hz', "
+                   f"nchan={len(run)}, restoringbeam="
                    f"['{beam.major.to_value('arcsec'):.6f}arcsec', "
                    f"'{beam.minor.to_value('arcsec'):.6f}arcsec', "
                    f"'{beam.pa.to_value('deg'):.6f}deg']")

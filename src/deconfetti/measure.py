@@ -61,7 +61,8 @@ def measure_candidates(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, *,
                                  np.nansum)
         reach = int(np.ceil(major))
         wy, wx = np.mgrid[max(0, y - reach):y + reach + 1, max(0, x - reach):x + reach + 1]
-        inside = (wy < model.shape[1]) & (wx < model.shape[2]) & (np.hypot(wy - y, wx - x) <= major)
+        inside = ((wy < model.shape[1]) & (wx < model.shape[2])
+                  & (np.hypot(wy - y, wx - x) <= major))
         wy, wx = wy[inside], wx[inside]
         values = np.nan_to_num(model[c, wy, wx].astype(np.float64))
         component[i] = float(gaussian_beam(wy - y, wx - x, *beam[c]) @ values)

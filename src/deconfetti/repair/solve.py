@@ -143,7 +143,8 @@ def solve_removal(operator: ChannelOperator, unsupported: np.ndarray, residual: 
 def repair_channel(model: np.ndarray, index: int, image: np.ndarray, residual: np.ndarray,
                    psf: dict[int, np.ndarray], beam: tuple[float, float, float], sigma: float,
                    sites: list[tuple[int, int, int]], *, protected: list[tuple[int, int]] = (),
-                   sources: list[tuple[int, int]] = (), skip: frozenset = frozenset(), chan: int = 0, radius_beams: float = 4.0,
+                   sources: list[tuple[int, int]] = (), skip: frozenset = frozenset(),
+                   chan: int = 0, radius_beams: float = 4.0,
                    consistency_max: float = 1.0, left_max: float = 0.5,
                    real_change_max: float = 0.01) -> ChannelRepair:
     """Repair the confetti of one channel.
@@ -194,9 +195,10 @@ def repair_channel(model: np.ndarray, index: int, image: np.ndarray, residual: n
 
     # the unsupported excess: the one-channel contrast of image - dirty, with the same
     # periodic psf as the solve
-    unsupported = {k: zero_nan(image[k] - residual[k])
-                   - convolve_periodic(model[k], psf_spectrum(psf[k], (ny, nx))) for k in psf}
     operator = ChannelOperator(psf[index], beam, (ny, nx))
+    spectra = {k: operator.psf if k == index else psf_spectrum(psf[k], (ny, nx)) for k in psf}
+    unsupported = {k: zero_nan(image[k] - residual[k]) - convolve_periodic(model[k], spectra[k])
+                   for k in psf}
     sides = [k for k in (index - 1, index + 1) if k in unsupported and k not in skip]
     contrast = neighbour_contrast(unsupported[index], [unsupported[k] for k in sides])
     rows = {ident: dict(id=ident, channel=chan, x=x, y=y, sigma=sigma, radius=radius,
@@ -223,7 +225,7 @@ def repair_channel(model: np.ndarray, index: int, image: np.ndarray, residual: n
             windows |= within(ident, radius + 2 * major)
         removed = sigma * solve_removal(operator, contrast / sigma, here / sigma,
                                         lower / sigma, upper / sigma, windows)
-        imprint = operator.convolve(removed, operator.psf)
+        imprint = operator.convolve(removed)
         image_delta = imprint - operator.convolve(removed, operator.beam)
         real = _real_change(image_delta, image[index], sources)
         refused = []
@@ -308,17 +310,16 @@ def repair(products: Products, catalog: Table, rms: np.ndarray, *, config: Confi
     config = config or Config()
     if products.psf is None:
         raise InputError(f"{products.name}: repair needs the psf (the data test); none found")
-    classes = np.asarray(catalog["classification"]) if len(catalog) else np.array([])
-    confetti = catalog[classes == "confetti"] if len(catalog) else catalog
-    diverged = {int(c) for c in catalog["channel"][classes == "diverged"]} if len(catalog) else set()
-    real = catalog[classes == "real"] if len(catalog) else catalog
+    classes = np.asarray(catalog["classification"], dtype=str)
+    confetti, real = catalog[classes == "confetti"], catalog[classes == "real"]
+    diverged = {int(c) for c in catalog["channel"][classes == "diverged"]}
     rows = []
     beams = products.beam_pixels
-    for chan in sorted({int(c) for c in confetti["channel"]}) if len(confetti) else []:
+    for chan in sorted({int(c) for c in confetti["channel"]}):
         here = confetti[confetti["channel"] == chan]
         sites = [(int(r["id"]), int(r["y"]), int(r["x"])) for r in here]
         lo, hi = max(0, chan - 1), min(products.nchan, chan + 2)
-        near = real[(real["channel"] >= lo) & (real["channel"] < hi)] if len(real) else real
+        near = real[(real["channel"] >= lo) & (real["channel"] < hi)]
         done = repair_channel(
             products.read("model", lo, hi), chan - lo, products.read("image", lo, hi),
             products.read("residual", lo, hi),
