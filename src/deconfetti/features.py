@@ -200,52 +200,50 @@ def psf_convolve(model: np.ndarray, psf: np.ndarray,
 
     ``model`` is ``(ny, nx)`` in Jy/pixel, ``psf`` any ``(pny, pnx)`` with peak 1;
     returns ``(ny, nx)`` in Jy/beam, or only the pixels in ``window`` (two slices, as
-    they index the plane). A window costs a periodic convolution only as large as the
-    plane plus the window, instead of plane plus psf; the result is the same.
+    they index the plane).
 
-    The whole plane is convolved in float64, or in float32 on a grid of more than
-    `LARGE_FFT_CELLS` (planes over 1024^2): half the memory and time, and an error of
-    about 1e-6 of the imprint's peak, far below the noise of any image that large.
+    The convolution is linear, computed as a periodic one on the smallest grid where no
+    pair of (output, model) pixels meets a psf offset other than its own: for a psf as
+    large as the plane and centred, 1.5 times the plane on each axis (a window needs
+    less). It runs in float64, or in float32 for planes over `LARGE_PLANE` pixels: half
+    the memory and time, and an error of about 1e-6 of the imprint's peak, far below the
+    noise of any image that large.
     """
+    dtype = np.float32 if model.size > LARGE_PLANE else np.float64
+    plane = zero_nan(np.array(model, dtype=dtype))
+    kernel = zero_nan(np.array(psf, dtype=dtype))
+    peaks = psf_peak(kernel)
     if window is None:
-        cells = int(np.prod(np.add(model.shape, psf.shape)))
-        dtype = np.float32 if cells > LARGE_FFT_CELLS else np.float64
-        plane = np.nan_to_num(np.asarray(model, dtype=dtype))
-        kernel = np.nan_to_num(np.asarray(psf, dtype=dtype))
-        py, px = psf_peak(kernel)
-        with _one_large_fft(cells):
-            sizes = [sfft.next_fast_len(n + m - 1, real=True)
-                     for n, m in zip(plane.shape, kernel.shape)]
-            spectrum = sfft.rfft2(plane, sizes)
-            spectrum *= sfft.rfft2(kernel, sizes)  # in this order: the products round alike
-            full = sfft.irfft2(spectrum, sizes, overwrite_x=True)
-            return full[py:py + plane.shape[0], px:px + plane.shape[1]].copy()
-    plane = np.nan_to_num(np.asarray(model, dtype=np.float64))
-    kernel = np.nan_to_num(np.asarray(psf, dtype=np.float64))
-    py, px = psf_peak(kernel)
-    # output pixel j takes the psf at offsets j - i for every model pixel i: on a periodic
-    # grid of at least (window + plane - 1) those offsets fall in distinct cells
+        window = (slice(None), slice(None))
     window = tuple(slice(*w.indices(n)[:2]) for w, n in zip(window, plane.shape))
-    sizes, cells, taps = [], [], []
-    for (lo, hi), n, peak, extent in zip(((w.start, w.stop) for w in window), plane.shape,
-                                         (py, px), kernel.shape):
-        size = sfft.next_fast_len(hi - lo + n - 1, real=True)
-        offsets = np.arange(max(-peak, lo - n + 1), min(extent - peak, hi))
+    sizes, pieces = [], []
+    for w, n, peak, extent in zip(window, plane.shape, peaks, kernel.shape):
+        # output j in the window takes model pixel i at offset j - i in [low, high];
+        # the psf reaches offsets -peak .. extent - 1 - peak
+        low, high = w.start - n + 1, w.stop - 1
+        first, last = max(-peak, low), min(extent - peak - 1, high)
+        reach = max(high - first, last - low) if first <= last else n
+        size = sfft.next_fast_len(max(reach + 1, n), real=True)
         sizes.append(size)
-        cells.append(offsets % size)
-        taps.append(offsets + peak)
-    with _one_large_fft(np.prod(sizes)):
-        wrapped = np.zeros(sizes)
-        wrapped[np.ix_(*cells)] = kernel[np.ix_(*taps)]
-        response = sfft.rfft2(wrapped, overwrite_x=True)
+        # (grid cells, psf pixels) of the offsets below 0 (wrapped to the grid's end)
+        # and of those from 0
+        below, above = (first, min(last + 1, 0)), (max(first, 0), last + 1)
+        pieces.append([(slice(a + shift, b + shift), slice(a + peak, b + peak))
+                       for (a, b), shift in ((below, size), (above, 0)) if a < b])
+    with _one_large_fft(int(np.prod(sizes))):
+        wrapped = np.zeros(sizes, dtype=dtype)
+        for cells_y, taps_y in pieces[0]:
+            for cells_x, taps_x in pieces[1]:
+                wrapped[cells_y, cells_x] = kernel[taps_y, taps_x]
+        spectrum = sfft.rfft2(wrapped, overwrite_x=True)
         del wrapped  # one grid-sized array at a time besides the spectra
-        spectrum = sfft.rfft2(plane, sizes)
-        spectrum *= response
-        del response
+        spectrum *= sfft.rfft2(plane, sizes)
         # a copy of the window, so that the grid is freed
         return np.ascontiguousarray(sfft.irfft2(spectrum, sizes, overwrite_x=True)[window])
 
 
+#: planes of more pixels than this are convolved in float32
+LARGE_PLANE = 2 ** 20
 #: grids of more cells than this (float64) are transformed one at a time in the process
 LARGE_FFT_CELLS = 2 ** 22
 _LARGE_FFT = threading.Lock()
@@ -276,9 +274,10 @@ class Imprint:
     Notes
     -----
     The model is sparse (only cleaned pixels are non-zero), so the sum runs over its
-    non-zero pixels, found once. When that sum costs more than an FFT convolution of the
-    whole plane, the whole plane is convolved once and kept, and later pixels are read
-    from it. The psf is truncated at its own extent, as in tclean's minor cycle.
+    non-zero pixels, found once. Once the sums asked for so far would cost more than an
+    FFT convolution of the whole plane, the whole plane is convolved and kept, and later
+    pixels are read from it (so a channel asked about often costs at most about two
+    convolutions, one asked about rarely only its sums). The psf is truncated at its own extent, as in tclean's minor cycle.
     """
 
     def __init__(self, model: np.ndarray, psf: np.ndarray):
@@ -290,6 +289,7 @@ class Imprint:
         self._psf: np.ndarray | None = psf
         self._peak = psf_peak(psf)
         self._plane: np.ndarray | None = None
+        self._pairs = 0
 
     def at(self, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
         """The imprint at the pixels ``(ys, xs)`` (int arrays, shape (n,)), Jy/beam."""
@@ -298,9 +298,11 @@ class Imprint:
         if self._plane is None:
             jy, jx, values = self._components
             npix = np.prod(self._shape) + self._psf.size
-            # measured: ~10 ns a (point, model pixel) pair; a 1024^2 plane FFT-convolved
-            # in 0.15 s
-            if ys.size * values.size <= 0.3 * npix * np.log2(max(npix, 2)):
+            # direct sums until they would have cost, all calls together, one FFT
+            # convolution of the whole plane (measured: ~10 ns a (point, model pixel)
+            # pair; a 1024^2 plane convolved in 0.1 s)
+            self._pairs += ys.size * values.size
+            if self._pairs <= 0.2 * npix * np.log2(max(npix, 2)):
                 return self._direct(ys, xs)
             model = np.zeros(self._shape)
             model[jy, jx] = values
