@@ -19,7 +19,7 @@ from .features import Imprint, contrast_at, neighbour_contrast, ring_offsets
 from .noise import robust_rms
 
 __all__ = ["Imprints", "unsupported", "unsupported_at", "unsupported_contrast", "data_test",
-           "NullSample", "map_window", "contrast_map"]
+           "NullSample", "map_window", "map_half", "contrast_map"]
 
 
 def data_test(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, image: np.ndarray,
@@ -98,9 +98,14 @@ def map_window(y: int, x: int, beam_major: float, shape: tuple[int, int],
     """The window of a candidate's maps (the figures' and the kept data test's): ``half``
     pixels each side (default 3 beam FWHM, at least 12), cut at the plane's edges."""
     if half is None:
-        half = max(12, int(round(3 * beam_major)))
+        half = map_half(beam_major)
     return (slice(max(0, y - half), min(shape[0], y + half + 1)),
             slice(max(0, x - half), min(shape[1], x + half + 1)))
+
+
+def map_half(beam_major: float) -> int:
+    """Half size (pixels) of a candidate's map window: 3 beam FWHM, at least 12."""
+    return max(12, int(round(3 * beam_major)))
 
 
 def contrast_map(chan: int, window: tuple[slice, slice], skip: frozenset,
@@ -122,13 +127,13 @@ class Imprints(dict):
     plane is asked for only where no imprint is taken over. ``first`` is the cube channel
     of block channel 0. ``previous`` holds imprints by cube channel (`handover` of the
     block before, in a run): those of this block's channels are taken over, not made
-    again.
+    again. ``demand`` is passed to each `Imprint`.
     """
 
     def __init__(self, model: Any, psf: Any, *, first: int = 0,
-                 previous: dict[int, Imprint] | None = None):
+                 previous: dict[int, Imprint] | None = None, demand: int = 4096):
         super().__init__()
-        self._model, self._psf, self.first = model, psf, first
+        self._model, self._psf, self.first, self._demand = model, psf, first, demand
         for chan, imprint in (previous or {}).items():
             if 0 <= chan - first < len(model):
                 self[chan - first] = imprint
@@ -140,7 +145,7 @@ class Imprints(dict):
                 if self.first + c >= since}
 
     def __missing__(self, chan: int) -> Imprint:
-        self[chan] = Imprint(self._model[chan], self._psf[int(chan)])
+        self[chan] = Imprint(self._model[chan], self._psf[int(chan)], self._demand)
         return self[chan]
 
 

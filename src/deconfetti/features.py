@@ -270,40 +270,45 @@ class Imprint:
         CLEAN model, Jy/pixel (NaN pixels count as 0).
     psf : ndarray, shape (pny, pnx)
         Dirty beam of the same channel, peak 1, finite (centred on its maximum).
+    demand : int
+        About how many pixels it will be asked for, all calls together.
 
     Notes
     -----
-    The model is sparse (only cleaned pixels are non-zero), so the sum runs over its
-    non-zero pixels, found once. Once the sums asked for so far would cost more than an
-    FFT convolution of the whole plane, the whole plane is convolved and kept, and later
-    pixels are read from it (so a channel asked about often costs at most about two
-    convolutions, one asked about rarely only its sums). The psf is truncated at its own extent, as in tclean's minor cycle.
+    The model is sparse (only cleaned pixels are non-zero), so the imprint at a few
+    pixels is a sum over its non-zero pixels, found once. Where those sums at ``demand``
+    pixels would cost more than one FFT convolution of the whole plane, the whole plane
+    is convolved instead, at the first call, and kept. The choice is made once, from
+    the model and ``demand``, so that the values do not depend on which calls come or in
+    what order (a scan's result must not depend on its blocks). The psf is truncated at
+    its own extent, as in tclean's minor cycle.
     """
 
-    def __init__(self, model: np.ndarray, psf: np.ndarray):
+    def __init__(self, model: np.ndarray, psf: np.ndarray, demand: int = 4096):
         self._shape = model.shape
         # the model's components only (it may be a view of a whole channel block)
-        jy, jx = np.nonzero(np.isfinite(model) & (model != 0))
+        flat = np.ravel(model)
+        where = np.flatnonzero(flat)  # NaN included, then left out with the infinities
+        values = flat[where]
+        finite = np.isfinite(values)
+        jy, jx = np.divmod(where[finite], model.shape[1])
         self._components: tuple[np.ndarray, np.ndarray, np.ndarray] | None = (
-            jy, jx, model[jy, jx].astype(np.float64))
+            jy, jx, values[finite].astype(np.float64))
         self._psf: np.ndarray | None = psf
         self._peak = psf_peak(psf)
         self._plane: np.ndarray | None = None
-        self._pairs = 0
+        npix = model.size + psf.size
+        # measured: ~10 ns a (pixel, component) pair; a 1024^2 plane convolved in 0.1 s
+        self._direct_sums = demand * values.size <= 0.2 * npix * np.log2(max(npix, 2))
 
     def at(self, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
         """The imprint at the pixels ``(ys, xs)`` (int arrays, shape (n,)), Jy/beam."""
         ys = np.asarray(ys, dtype=np.intp)
         xs = np.asarray(xs, dtype=np.intp)
+        if self._direct_sums:
+            return self._direct(ys, xs)
         if self._plane is None:
             jy, jx, values = self._components
-            npix = np.prod(self._shape) + self._psf.size
-            # direct sums until they would have cost, all calls together, one FFT
-            # convolution of the whole plane (measured: ~10 ns a (point, model pixel)
-            # pair; a 1024^2 plane convolved in 0.1 s)
-            self._pairs += ys.size * values.size
-            if self._pairs <= 0.2 * npix * np.log2(max(npix, 2)):
-                return self._direct(ys, xs)
             model = np.zeros(self._shape)
             model[jy, jx] = values
             self._plane = psf_convolve(model, self._psf)

@@ -33,7 +33,7 @@ from .classify import CLASSES, classify, diverged
 from .config import Config
 from .errors import DeconfettiWarning, InputError
 from .features import neighbour_max, spectral_contrast, spread_max, zero_nan
-from .datatest import Imprints, NullSample, contrast_map, data_test, map_window
+from .datatest import Imprints, NullSample, contrast_map, data_test, map_half, map_window
 from .measure import measure_candidates
 from .noise import channel_rms, highpass_fraction, spike_rms
 from .io.products import Products, open_products
@@ -311,7 +311,13 @@ def scan_block(products: Products, block: Block, carry: dict | None = None, *,
         # depth keeps python-casacore's cache to one row
         psf = _Planes(lambda c: zero_nan(products.plane("psf", start + c)))
         # psf (*) model, shared by the null and the test, and with the next block
-        imprint = Imprints(model, psf, first=start, previous=carry.get("imprints"))
+        # each is asked about at the null's pixels of its channel and both neighbours,
+        # and about the candidates' map windows (of the cube's, not the block's, beam:
+        # the choice of sums or FFT must not depend on the blocks)
+        demand = (3 * config.classify.null_samples
+                  + (2 * map_half(float(np.max(products.beam_pixels[:, 0]))) + 1) ** 2)
+        imprint = Imprints(model, psf, first=start, previous=carry.get("imprints"),
+                           demand=demand)
         null = NullSample(image=image, residual=residual, imprint=imprint, valid=valid,
                           samples=config.classify.null_samples, first=start, beam=beam,
                           ring_beams=config.classify.ring_beams)
