@@ -105,3 +105,19 @@ def test_spread_max_equals_a_zero_padded_maximum_filter():
         plane = rng.normal(size=shape).astype(np.float32) - 0.5
         np.testing.assert_array_equal(spread_max(plane),
                                       ndimage.maximum_filter(plane, 3, mode="constant"))
+
+
+def test_large_ffts_use_the_threads_they_are_given():
+    import os
+
+    from scipy import fft as sfft
+
+    from deconfetti.features import LARGE_FFT_CELLS, _one_large_fft, fft_threads
+
+    with _one_large_fft(LARGE_FFT_CELLS + 1):
+        assert sfft.get_workers() == (os.cpu_count() or 1)
+    with fft_threads(1):
+        with _one_large_fft(LARGE_FFT_CELLS + 1):
+            assert sfft.get_workers() == 1
+    with _one_large_fft(LARGE_FFT_CELLS + 1):
+        assert sfft.get_workers() == (os.cpu_count() or 1)

@@ -16,7 +16,7 @@ from scipy import fft as sfft
 __all__ = ["zero_nan", "neighbour_contrast", "spectral_contrast", "contrast_at", "neighbour_max",
            "spread_max", "disk", "ring_offsets", "gaussian_beam", "gaussian_kernel",
            "beam_spectrum", "psf_spectrum", "convolve_periodic", "psf_peak", "psf_convolve",
-           "Imprint"]
+           "fft_threads", "Imprint"]
 
 
 def zero_nan(array: np.ndarray) -> np.ndarray:
@@ -249,15 +249,32 @@ LARGE_FFT_CELLS = 2 ** 22
 _LARGE_FFT = threading.Lock()
 
 
+_FFT_THREADS = threading.local()
+
+
+@contextlib.contextmanager
+def fft_threads(count: int):
+    """Within this context, on this thread, large FFTs use ``count`` threads instead of
+    every core (a dask worker uses those it was given: a node's workers share its
+    cores)."""
+    previous = getattr(_FFT_THREADS, "count", None)
+    _FFT_THREADS.count = count
+    try:
+        yield
+    finally:
+        _FFT_THREADS.count = previous
+
+
 @contextlib.contextmanager
 def _one_large_fft(cells: int):
     """Hold the process's one slot for a large FFT (each takes several times its grid's
     memory; worker threads doing them at once would add that up) and let it use every
-    core; a small FFT runs at once, on its thread."""
+    core (or `fft_threads`); a small FFT runs at once, on its thread."""
     if cells <= LARGE_FFT_CELLS:
         yield
         return
-    with _LARGE_FFT, sfft.set_workers(os.cpu_count() or 1):
+    threads = getattr(_FFT_THREADS, "count", None) or os.cpu_count() or 1
+    with _LARGE_FFT, sfft.set_workers(threads):
         yield
 
 
