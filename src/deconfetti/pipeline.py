@@ -32,7 +32,7 @@ from .catalog import COLUMNS, empty_catalog, make_catalog
 from .classify import CLASSES, classify, diverged
 from .config import Config
 from .errors import DeconfettiWarning, InputError
-from .features import neighbour_max, spectral_contrast, spread_max, zero_nan
+from .features import fft_threads, neighbour_max, spectral_contrast, spread_max, zero_nan
 from .datatest import Imprints, NullSample, contrast_map, data_test, map_half, map_window
 from .measure import measure_candidates
 from .noise import channel_rms, highpass_fraction, spike_rms
@@ -170,6 +170,8 @@ def scan(products: "Products | str", *, config: Config | None = None,
     peak = np.full(products.shape[1:], np.nan, dtype=np.float32)
     parts, negative_parts, maps = [], [], []
     work = functools.partial(scan_block, products, config=config, fraction=fraction)
+    if client is not None:
+        work = functools.partial(_on_dask_worker, work)
     for done, (block, result) in enumerate(
             run_blocks(work, blocks, store=store, workers=workers, client=client,
                        tile_depth=products.image.tile_depth), start=1):
@@ -355,6 +357,15 @@ def scan_block(products: Products, block: Block, carry: dict | None = None, *,
         peak = np.nanmax(image[core], axis=0)
     return BlockResult(rms=rms[core], unsupported=unsupported[core], columns=columns,
                        negatives=negatives, peak=peak, maps=maps)
+
+
+def _on_dask_worker(work: Callable, block: Block, carry: dict) -> BlockResult:
+    """``work(block, carry)`` as a dask task: its large FFTs on as many threads as the
+    worker has, not on every core of a node that several workers share."""
+    from distributed import get_worker
+
+    with fft_threads(get_worker().state.nthreads):
+        return work(block, carry)
 
 
 class _Planes(dict):

@@ -146,7 +146,7 @@ def run_blocks(work: Callable[[Block, dict], BlockResult], blocks: list[Block], 
     last = {run[-1]: run for run in runs}
     with contextlib.ExitStack() as stack:
         if client is not None and todo:
-            futures = client.map(_run_on_worker, [work] * len(runs), runs, pure=False)
+            futures = client.map(run_in_order, [work] * len(runs), runs, pure=False)
             computed = itertools.chain.from_iterable(future.result() for future in futures)
         elif workers > 1 and len(runs) > 1:
             pool = stack.enter_context(concurrent.futures.ThreadPoolExecutor(workers))
@@ -183,18 +183,6 @@ def run_in_order(work: Callable[[Block, dict], BlockResult], blocks: list[Block]
     for block in blocks:
         _fold_peak(results, work(block, carry))
     return results
-
-
-def _run_on_worker(work: Callable[[Block, dict], BlockResult], blocks: list[Block]
-                   ) -> list[BlockResult]:
-    """`run_in_order` as a dask task: its large FFTs on as many threads as the worker
-    has, not on every core of a node that several workers share."""
-    from distributed import get_worker
-
-    from .features import fft_threads
-
-    with fft_threads(get_worker().state.nthreads):
-        return run_in_order(work, blocks)
 
 
 def _fold_peak(results: list[BlockResult], result: BlockResult) -> None:
