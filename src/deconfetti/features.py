@@ -244,7 +244,7 @@ def psf_convolve(model: np.ndarray, psf: np.ndarray,
 
 #: planes of more pixels than this are convolved in float32
 LARGE_PLANE = 2 ** 20
-#: grids of more cells than this (float64) are transformed one at a time in the process
+#: periodic grids of more cells than this are transformed one at a time in the process
 LARGE_FFT_CELLS = 2 ** 22
 _LARGE_FFT = threading.Lock()
 
@@ -305,9 +305,7 @@ class Imprint:
         npix = model.size + psf.size
         # measured: ~10 ns a (pixel, component) pair; a 1024^2 plane convolved in 0.1 s
         direct = demand * np.count_nonzero(model) <= 0.2 * npix * np.log2(max(npix, 2))
-        self._components: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._plane: np.ndarray | None = None
-        self._psf: np.ndarray | None = None
         if not direct:  # a copy: no view of the model is kept
             self._plane = psf_convolve(model, psf)
             return
