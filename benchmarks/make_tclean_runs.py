@@ -41,6 +41,11 @@ Cases
                      The residual comes down to ~12 sigma rms but the model keeps channel-wide
                      positive/negative halves and stripes: std(image - truth) is 190-320 sigma
                      in channels 8-12.  diverged_channels.csv lists them (test below).
+                     The rule below labels 6 "confetti" outside them (channels 4-5, 17-18,
+                     20); by eye none is a compact positive feature: five sit on the edges
+                     of broad regions where the image is far below the truth, or on the
+                     +-15 sigma residual stripes of channels 17-18 (the high-pass turns
+                     those into a positive excess), and one (channel 20) is a 5 sigma blob.
   nat12m_moderate    12m single pointing (alma.cycle5.3), gridder standard, hogbom, natural
                      weighting (robust 2), emission up to ~40 sigma: a gentle natural control.
   cont_mtmfs         continuum: 8 x 250 MHz channels at 100 GHz, compact sources with spectral
