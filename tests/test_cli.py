@@ -271,6 +271,25 @@ def test_repair_after_a_scan_uses_that_scan(sim_fits, tmp_path, capsys):
     assert (tmp_path / "cube.repaired.image.fits").exists()
 
 
+def test_repair_into_a_folder_writes_nothing_beside_the_inputs(sim_fits, tmp_path, capsys):
+    inputs = tmp_path / "archive"
+    inputs.mkdir()
+    for path in sim_fits.parent.glob("cube.*.fits"):
+        shutil.copy(path, inputs)
+    before = sorted(p.name for p in inputs.iterdir())
+    out = tmp_path / "work"
+    assert run("repair", inputs / "cube", "--out", out) == 0
+    assert sorted(p.name for p in inputs.iterdir()) == before
+    assert (out / "cube.deconfetti" / "candidates.ecsv").exists()
+    assert (out / "cube.deconfetti" / "repair.ecsv").exists()
+    assert (out / "cube.repaired.image.fits").exists()
+    assert f"log in {out / 'cube.deconfetti' / 'repair.ecsv'}" in capsys.readouterr().out
+    stamp = (out / "cube.deconfetti" / "candidates.ecsv").stat().st_mtime_ns
+    assert run("repair", inputs / "cube", "--out", out, "--overwrite", "-q") == 0  # scanned again
+    assert (out / "cube.deconfetti" / "candidates.ecsv").stat().st_mtime_ns != stamp
+    assert sorted(p.name for p in inputs.iterdir()) == before
+
+
 def test_all_candidates_in_the_regions_on_request(sim_fits, tmp_path):
     out = tmp_path / "qa"
     assert run("scan", sim_fits, "--out", out, "--figures", "0", "--regions", "all", "-q") == 0

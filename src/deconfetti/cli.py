@@ -86,15 +86,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     repair = sub.add_parser(
         "repair", help="remove confetti from the model and re-restore the image",
-        description="Remove the confetti a scan found from the model (the compact component "
-                    "and its negative bowl, in that channel only) where the data allow it, and "
-                    "write NAME.repaired.model/.image/.residual beside the inputs and "
-                    "repair.ecsv into the scan folder. Inputs are never modified.")
+        description="Remove from the model, in their channels only, the confetti a scan "
+                    "found, where the data do not demand them (the smallest model change "
+                    "that takes out their unsupported excess), and write "
+                    "NAME.repaired.model/.image/.residual beside the inputs (or into --out) "
+                    "and repair.ecsv into the scan folder. Inputs are never modified.")
     repair.add_argument("source", help="a scan folder (written by 'deconfetti scan'), or the "
-                        "products (imagename prefix or one product), which are scanned first "
-                        "into <imagename>.deconfetti/")
+                        "products (imagename prefix or one product): their scan in "
+                        "<imagename>.deconfetti/ is used, or they are scanned first, into "
+                        "DIR/<imagename>.deconfetti/ with --out DIR")
     repair.add_argument("--out", metavar="DIR",
-                        help="where the repaired products go (default: beside the inputs)")
+                        help="where the repaired products (and a new scan) go (default: "
+                             "beside the inputs)")
     repair.add_argument("--startmodel", action="store_true",
                         help="also write NAME.repaired.startmodel, a CASA image to pass to "
                              "tclean(startmodel=...)")

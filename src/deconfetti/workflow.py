@@ -175,10 +175,13 @@ def repair_scan(source: str | Path, outdir: str | Path | None = None, *,
     Parameters
     ----------
     source : str or Path
-        A scan folder, or products: their default scan folder is used when it holds a
-        scan of them, else they are scanned into it first (also with ``overwrite``).
+        A scan folder, or products: their default scan folder (beside them) is used when
+        it holds a scan of them, else they are scanned first (also with ``overwrite``)
+        into ``outdir/<imagename>.deconfetti/`` when ``outdir`` is given, into the
+        default scan folder when not (and reused from there next time).
     outdir : str or Path, optional
         Where the repaired products go (default: beside the inputs); created if needed.
+        With ``outdir``, nothing new is written beside the inputs.
     config : Config, optional
         Parameters (default: the scan folder's own, or the defaults).
     overrides : dict, optional
@@ -202,6 +205,8 @@ def repair_scan(source: str | Path, outdir: str | Path | None = None, *,
         if outdir is not None:  # refused before any scan
             check_outputs_apart([outdir], products.paths.values())
         scandir = default_output_dir(products.name)
+        if outdir is not None and (overwrite or not _scan_of(scandir, products)):
+            scandir = outdir / scandir.name
     if scandir is source or (not overwrite and _scan_of(scandir, products)):
         result = read_scan(scandir)  # an earlier scan: used as it is
         config = config or result.config.replace(overrides)
