@@ -271,6 +271,16 @@ def test_repair_after_a_scan_uses_that_scan(sim_fits, tmp_path, capsys):
     assert (tmp_path / "cube.repaired.image.fits").exists()
 
 
+def test_a_file_that_is_not_a_product_is_named_as_such(tmp_path, capsys):
+    other = tmp_path / "truth.fits"
+    other.write_bytes(b"")
+    assert run("scan", other, "--out", tmp_path / "qa") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"{other}: not a tclean product name" in err and "not found" not in err
+    assert not (tmp_path / "qa").exists()
+
+
 def test_repair_into_a_folder_writes_nothing_beside_the_inputs(sim_fits, tmp_path, capsys):
     inputs = tmp_path / "archive"
     inputs.mkdir()

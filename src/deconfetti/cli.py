@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -304,10 +305,11 @@ def _repair_command(args: argparse.Namespace) -> int:
         print(f"deconfetti: {result.products.name}: {removed} of {len(log)} confetti removed; "
               f"log in {log_path}")
         for row in log:
+            after = (f"{row['unsupported_after']:.1f} after"
+                     if math.isfinite(row["unsupported_after"]) else "nothing written")
             print(f"  #{row['id']} channel {row['channel']} x={row['x']} y={row['y']}: "
                   f"{row['status']} ({row['reason']}); unsupported "
-                  f"{row['unsupported_before']:.1f} rms before, "
-                  f"{row['unsupported_after']:.1f} after")
+                  f"{row['unsupported_before']:.1f} rms before, {after}")
         for kind, path in paths.items():
             print(f"  {'linked' if kind in ('psf', 'pb') else 'wrote'} {path}")
         if "startmodel" in paths:

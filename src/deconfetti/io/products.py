@@ -308,6 +308,10 @@ def open_products(source: "str | Path | Products | Any" = None, *, image: Any = 
         source = only_image_in(source)  # a folder holding one run (not a prefix)
         prefix, tt, ext = split_name(source)
     if source is not None and prefix is None:
+        if source.exists():
+            raise InputError(f"{source}: not a tclean product name (NAME.image, .model, "
+                             f".residual, .psf, .pb or .mask, with .tt0 or .fits), and no "
+                             f"{source.name}.image beside it")
         raise InputError(f"{source}: not found, and no {source}.image beside it")
     if source is not None and explicit["image"] is None and (source.exists() and
                                                              kind_of(source) == "image"):
