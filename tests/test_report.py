@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
+from astropy.table import Table
 
 from deconfetti.cli import main
 from deconfetti.outputs import write_outputs, write_report
@@ -130,3 +131,13 @@ def test_survey_page_in_a_browser(driver, sim, tmp_path):
     link.click()
     assert driver.title.startswith("deconfetti report:")
     assert driver.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true"
+
+
+def test_figures_go_to_confetti_first_and_to_a_diverged_channel_last():
+    from deconfetti.report import figure_rows
+
+    classes = ["diverged", "diverged", "noise", "confetti", "uncertain", "confetti", "real"]
+    catalog = Table({"id": np.arange(1, 8), "classification": classes})
+    assert list(figure_rows(catalog, 4)["id"]) == [4, 6, 5, 7]
+    assert list(figure_rows(catalog, 10)["id"]) == [4, 6, 5, 7, 3, 1, 2]
+    assert len(figure_rows(catalog[:0], 5)) == 0

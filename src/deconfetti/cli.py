@@ -122,8 +122,9 @@ def _add_scan_options(parser: argparse.ArgumentParser) -> None:
                         help="override one parameter; may be repeated")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument("--figures", type=_count(0), default=10, metavar="N",
-                        help="write the figures of the N highest-scoring candidates into "
-                             "OUT/figures/ (default 10; 0 for none)")
+                        help="write the figures of N candidates into OUT/figures/: "
+                             "confetti first, then uncertain, real, benign, noise, diverged, "
+                             "each by score (default 10; 0 for none)")
     parser.add_argument("--report", action="store_true", help="also write OUT/report.html")
     _add_dpi(parser)
     parser.add_argument("--regions", choices=("flagged", "all"), default="flagged",

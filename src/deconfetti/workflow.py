@@ -34,7 +34,7 @@ from .pipeline import ScanResult, scan
 from .repair import write_repaired
 from .cutout import make_cutout
 from .figures import evidence
-from .report import evidence_pngs
+from .report import evidence_pngs, figure_rows
 
 __all__ = ["scan_to_folder", "read_scan", "candidate_figures", "repair_scan", "write_scan_report",
            "scan_many"]
@@ -61,9 +61,10 @@ def scan_to_folder(products: "Products | str | Path", outdir: str | Path | None 
     resume : bool
         Reuse the blocks an interrupted scan there left (same inputs and parameters).
     figures : int
-        Write the evidence figures of the first ``figures`` candidates into ``figures/``.
+        Write the evidence figures of ``figures`` candidates into ``figures/``
+        (`deconfetti.report.figure_rows`: confetti first, a diverged channel's last).
     report : bool
-        Write ``report.html`` with the figures of the first ``top`` candidates.
+        Write ``report.html`` with the figures of ``top`` candidates (the same order).
     regions : str
         'flagged' (confetti, diverged and uncertain candidates) or 'all': what the region
         files hold.
@@ -101,8 +102,8 @@ def scan_to_folder(products: "Products | str | Path", outdir: str | Path | None 
                           progress=progress)
             paths = write_outputs(result, outdir, overwrite=True, regions=regions)
             count = max(figures, top if report else 0)
-            pngs = evidence_pngs(result.products, result.candidates[:count], dpi=dpi,
-                                 contrast=result.contrast, diverged=_diverged(result),
+            pngs = evidence_pngs(result.products, figure_rows(result.candidates, count),
+                                 dpi=dpi, contrast=result.contrast, diverged=_diverged(result),
                                  workers=config.stream.workers or os.cpu_count() or 1)
             if figures > 0:
                 write_figures({i: pngs[i] for i in list(pngs)[:figures]}, outdir)

@@ -26,7 +26,20 @@ from ..cutout import make_cutout, spectral_axis
 from ..figures import EvidenceFigures, overview
 from ..io.products import Products
 
-__all__ = ["render", "render_survey", "evidence_pngs", "TABLE_COLUMNS"]
+__all__ = ["render", "render_survey", "evidence_pngs", "figure_rows", "FIGURE_ORDER",
+           "TABLE_COLUMNS"]
+
+#: which candidates get figures first: those that call for a repair or a look; the
+#: candidates of a diverged channel last (their verdict is the channel's, in the summary)
+FIGURE_ORDER = ("confetti", "uncertain", "real", "benign", "noise", "diverged")
+
+
+def figure_rows(catalog: Table, count: int) -> Table:
+    """The ``count`` candidates that get figures (``figures/`` and the report): by class
+    in `FIGURE_ORDER`, and in catalog order (by unsupported_snr) within a class."""
+    rank = {name: i for i, name in enumerate(FIGURE_ORDER)}
+    keys = [rank.get(str(name), len(rank)) for name in catalog["classification"]]
+    return catalog[np.argsort(np.array(keys, dtype=int), kind="stable")[:count]]
 
 #: catalog columns shown in the report's table, with their headings
 TABLE_COLUMNS = {"id": "id", "classification": "class", "unsupported_snr": "unsupported (rms)",
@@ -131,7 +144,7 @@ def render(catalog: Table, summary: dict[str, Any], products: Products, peak: np
     rms : ndarray, shape (nchan,)
         Noise per channel, Jy/beam.
     top : int
-        Candidates with figures: the first ``top`` rows of the catalog.
+        Candidates with figures (`figure_rows`).
     pngs : dict, optional
         Figures already made by `evidence_pngs` (the missing ones are made here).
     repairs : Table, optional
@@ -140,11 +153,12 @@ def render(catalog: Table, summary: dict[str, Any], products: Products, peak: np
     axis, unit = spectral_axis(products, np.arange(products.nchan))
     label = "radio velocity (km/s)" if unit == "km/s" else "frequency (GHz)"
     pngs = dict(pngs or {})
-    missing = [i for i, row in enumerate(catalog[:top]) if int(row["id"]) not in pngs]
-    pngs.update(evidence_pngs(products, catalog[:top][missing], dpi=dpi,
+    chosen = figure_rows(catalog, top)
+    missing = [i for i, row in enumerate(chosen) if int(row["id"]) not in pngs]
+    pngs.update(evidence_pngs(products, chosen[missing], dpi=dpi,
                               diverged=frozenset(summary.get("diverged_channels") or [])))
     sections = []
-    for row in catalog[:top]:
+    for row in chosen:
         sections.append({"id": int(row["id"]), "classification": str(row["classification"]),
                          "reason": str(row["reason"]), "channel": int(row["channel"]),
                          "x": int(row["x"]), "y": int(row["y"]),
