@@ -174,8 +174,9 @@ def render(catalog: Table, summary: dict[str, Any], products: Products, peak: np
     template = _environment().get_template("template.html.j2")
     return template.render(
         summary=summary, name=products.name, object_name=products.image.object_name,
-        shape=products.shape, classes=CLASSES, columns=TABLE_COLUMNS, rows=rows,
-        with_figures=[s["id"] for s in sections], sections=sections, top=top, repairs=repaired,
+        shape=products.shape, classes=CLASSES, figure_order=FIGURE_ORDER,
+        columns=TABLE_COLUMNS, rows=rows, with_figures=[s["id"] for s in sections],
+        sections=sections, top=top, repairs=repaired,
         overview=_data_uri(_png_bytes(overview(peak, catalog, rms, axis, label), dpi)),
         version=__version__)
 
