@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test browser clean tclean-runs
+.PHONY: demo test browser clean tclean-runs tclean-runs-injected
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -46,6 +46,10 @@ test: $(TEST_STAMP) browser
 
 tclean-runs: .casa-venv/.installed
 	.casa-venv/bin/python benchmarks/make_tclean_runs.py --out tclean-runs
+
+# after tclean-runs: fakes injected into those runs, residual and image recomputed by CASA (benchmarks/inject_tclean_runs.py)
+tclean-runs-injected: .casa-venv/.installed
+	.casa-venv/bin/python benchmarks/inject_tclean_runs.py --runs tclean-runs --out tclean-runs-injected
 
 clean:
 	rm -rf $(VENV) demo-output build src/*.egg-info

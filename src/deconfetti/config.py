@@ -78,6 +78,10 @@ class RepairConfig:
     #: the model change at a confetti candidate (a bounded least-squares solve over its
     #: one-channel model excess) lies within this radius, in restoring-beam FWHM
     radius_beams: float = 4.0
+    #: the residual is the data's verdict on a removal within this radius of a candidate,
+    #: in restoring-beam FWHM (where a compact component's psf imprint lies); farther, any
+    #: imprint of the removal counts against it
+    residual_beams: float = 3.0
     #: a removal is refused when it changes the fit to the data (the dirty image) by more
     #: than this, in units of the channel's sigma (see the repair log's consistency_sigma)
     consistency_max: float = 1.0

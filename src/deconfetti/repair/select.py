@@ -6,22 +6,24 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
+from ..features import neighbour_contrast
 
 __all__ = ["model_excess", "removable"]
 
 
-def model_excess(model: np.ndarray, chan: int) -> np.ndarray:
-    """One-channel excess of ``model[chan]`` over the median of channels chan-1..chan+1
-    (of the one neighbour at a cube edge), Jy/pixel, shape ``(ny, nx)``.
+def model_excess(model: np.ndarray, chan: int, skip: frozenset = frozenset()) -> np.ndarray:
+    """One-channel excess of ``model[chan]``: the channel minus the mean of its adjacent
+    channels (`deconfetti.features.neighbour_contrast`, the contrast the unsupported excess
+    is measured with), Jy/pixel, shape ``(ny, nx)``. Adjacent channels in ``skip``
+    (diverged ones) are left out.
 
     A component that the adjacent channels also hold (a real source, extended emission)
     is not in it; a component of this channel only is, with its sign.
     """
-    lo, hi = max(0, chan - 1), min(len(model), chan + 2)
-    if hi - lo < 2:
+    sides = [model[k] for k in (chan - 1, chan + 1) if 0 <= k < len(model) and k not in skip]
+    if not sides:
         raise InputError("a one-channel model has no adjacent channels to repair against")
-    baseline = np.median(model[lo:hi], axis=0) if hi - lo == 3 else model[lo:hi].mean(axis=0)
-    return model[chan] - baseline
+    return neighbour_contrast(model[chan], sides)
 
 
 def removable(excess: np.ndarray, protected: list[tuple[int, int]], keep: float

@@ -16,18 +16,22 @@ minus the mean of its neighbours, as in the scan's data test) is the unsupported
 
 For the confetti candidates of a channel, ``D`` solves, over the whole plane,
 
-    minimise ||W ((B - psf) (*) D - U)||^2 + ||psf (*) D + W R||^2 + damping ||D||^2
+    minimise ||W ((B - psf) (*) D - U)||^2 + ||psf (*) D + N R||^2 + damping ||D||^2
 
 with ``W`` the disks of ``repair.radius_beams`` restoring-beam FWHM plus two beams around
-the candidates and ``R`` the residual, each pixel of ``D`` between 0 and the channel's
-one-channel model excess there (`model_excess`: what the adjacent channels do not hold)
-and 0 within a beam of every candidate classified real. The first term takes the
-unsupported excess out near the candidates; the second is the fit to the data,
-everywhere: a component the data demand is kept (removing it would leave its imprint in
-the residual), one they do not is removed (the residual already carries its negative
-imprint, or it has none). ``D`` may reach beyond ``W``: a pattern the data cannot see is
+the candidates, ``N`` those of ``repair.residual_beams`` and ``R`` the residual, each
+pixel of ``D`` between 0 and the channel's one-channel model excess there
+(`model_excess`: what the adjacent channels do not hold) and 0 within a beam of every
+candidate classified real. The first term takes the unsupported excess out near the
+candidates; the second is the fit to the data: a component the data demand is kept
+(removing it would leave its imprint in the residual), one they do not is removed (the
+residual around it already carries its negative imprint, or it has none). Beyond ``N``
+any imprint of ``D`` counts against it, so that ``D`` cannot buy a better fit by fitting
+the residual's noise. ``D`` may reach beyond ``W``: a pattern the data cannot see is
 image-wide. Nothing is shaped or scaled to a kind of fake. The convolutions are periodic
-on the image grid, as tclean restores (`ChannelOperator`).
+on the image grid, as tclean restores (`ChannelOperator`); the psf's uv weights are read
+from its image with its outer half rolled off (`deconfetti.features.psf_spectrum`), so
+that a pattern in uv cells the data do not measure has no imprint.
 
 A removal is refused, with its reason, when there is no unsupported excess or no
 one-channel model excess at the candidate, when its component lies within a beam of a
@@ -62,8 +66,10 @@ __all__ = ["ChannelRepair", "ChannelOperator", "solve_removal", "repair_channel"
 
 log = logging.getLogger(__name__)
 
-#: damping of ``||D||`` relative to a pixel's response (the smallest D among near-equals)
-DAMPING = 0.03
+#: damping of ``||D||`` relative to a pixel's response: the smallest D among near-equals
+#: (at 0.03 it kept a third of the model pixel, 30 times its restored peak, that a
+#: null-space fake needs)
+DAMPING = 0.001
 
 
 @dataclass
@@ -95,17 +101,18 @@ class ChannelOperator:
 
 
 def solve_removal(operator: ChannelOperator, unsupported: np.ndarray, residual: np.ndarray,
-                  lower: np.ndarray, upper: np.ndarray, windows: np.ndarray, *,
-                  iterations: int = 1000, tolerance: float = 1e-4) -> np.ndarray:
+                  lower: np.ndarray, upper: np.ndarray, windows: np.ndarray, carried: np.ndarray,
+                  *, iterations: int = 1000, tolerance: float = 1e-4) -> np.ndarray:
     """The bounded least-squares ``D`` of the module docstring, whole plane.
 
-    Minimises ``||W ((B - psf) (*) D - U)||^2 + ||psf (*) D + W R||^2 + damping ||D||^2``
+    Minimises ``||W ((B - psf) (*) D - U)||^2 + ||psf (*) D + N R||^2 + damping ||D||^2``
     for ``lower <= D <= upper`` by accelerated projected gradient (FISTA) with the step
     of the exact Lipschitz bound (the convolutions are diagonal in the Fourier domain).
     ``W`` is the boolean ``windows`` around the candidates: the excess U is taken out
-    there, and the fit to the data is kept everywhere (the residual R counts within the
-    windows, any imprint outside them). All planes are in units of the channel's sigma
-    (D in sigma per pixel).
+    there. ``N`` (boolean ``carried``, within the windows) is where the residual R counts,
+    around the candidates; elsewhere any imprint of D counts against it, so D cannot
+    fit the residual's noise. All planes are in units of the channel's sigma (D in
+    sigma per pixel).
     """
     difference = (operator.beam - operator.psf).astype(np.complex64)
     data = np.abs(operator.psf) ** 2
@@ -113,7 +120,7 @@ def solve_removal(operator: ChannelOperator, unsupported: np.ndarray, residual: 
     step = 1.0 / float(np.max(np.abs(difference) ** 2 + data))
     data = data.astype(np.float32)
     fixed = (np.conj(operator.psf).astype(np.complex64)
-             * sfft.rfft2(np.where(windows, residual, 0.0).astype(np.float32)))
+             * sfft.rfft2(np.where(carried, residual, 0.0).astype(np.float32)))
     excess = np.where(windows, unsupported, 0.0).astype(np.float32)
     lower, upper = lower.astype(np.float32), upper.astype(np.float32)
     shape = operator.shape
@@ -144,7 +151,7 @@ def repair_channel(model: np.ndarray, index: int, image: np.ndarray, residual: n
                    psf: dict[int, np.ndarray], beam: tuple[float, float, float], sigma: float,
                    sites: list[tuple[int, int, int]], *, protected: list[tuple[int, int]] = (),
                    sources: list[tuple[int, int]] = (), skip: frozenset = frozenset(),
-                   chan: int = 0, radius_beams: float = 4.0,
+                   chan: int = 0, radius_beams: float = 4.0, residual_beams: float = 3.0,
                    consistency_max: float = 1.0, left_max: float = 0.5,
                    real_change_max: float = 0.01) -> ChannelRepair:
     """Repair the confetti of one channel.
@@ -181,7 +188,7 @@ def repair_channel(model: np.ndarray, index: int, image: np.ndarray, residual: n
     image = np.asarray(image, dtype=np.float64)
     here = zero_nan(np.asarray(residual[index], dtype=np.float64))
     psf = {k: zero_nan(np.asarray(p, dtype=np.float64)) for k, p in psf.items()}
-    excess = model_excess(model, index)
+    excess = model_excess(model, index, skip)
     ny, nx = excess.shape
     major = beam[0]
     radius = radius_beams * major
@@ -221,10 +228,12 @@ def repair_channel(model: np.ndarray, index: int, image: np.ndarray, residual: n
     removed = np.zeros((ny, nx))
     while active:
         windows = np.zeros((ny, nx), dtype=bool)
+        carried = np.zeros((ny, nx), dtype=bool)
         for ident, _, _ in active:
             windows |= within(ident, radius + 2 * major)
+            carried |= within(ident, residual_beams * major)
         removed = sigma * solve_removal(operator, contrast / sigma, here / sigma,
-                                        lower / sigma, upper / sigma, windows)
+                                        lower / sigma, upper / sigma, windows, carried)
         imprint = operator.convolve(removed)
         image_delta = imprint - operator.convolve(removed, operator.beam)
         real = _real_change(image_delta, image[index], sources)
@@ -328,6 +337,7 @@ def repair(products: Products, catalog: Table, rms: np.ndarray, *, config: Confi
             sources=[(int(r["y"]), int(r["x"])) for r in near if r["channel"] == chan],
             skip=frozenset(c - lo for c in diverged if lo <= c < hi and c != chan), chan=chan,
             radius_beams=config.repair.radius_beams,
+            residual_beams=config.repair.residual_beams,
             consistency_max=config.repair.consistency_max, left_max=config.repair.left_max,
             real_change_max=config.repair.real_change_max)
         rows.extend(done.rows)
