@@ -29,7 +29,10 @@ residual around it already carries its negative imprint, or it has none). Beyond
 any imprint of ``D`` counts against it, so that ``D`` cannot buy a better fit by fitting
 the residual's noise. ``D`` may reach beyond ``W``: a pattern the data cannot see is
 image-wide. Nothing is shaped or scaled to a kind of fake. The convolutions are periodic
-on the image grid, as tclean restores (`ChannelOperator`); the psf's uv weights are read
+on the image grid, as tclean restores (`ChannelOperator`). The solve starts from the
+candidates' own one-channel components within half a beam: a null-space fake needs a
+model pixel tens of times its restored peak, which steps from 0 build slowly; one the
+data demand, the fit term takes back quickly. The psf's uv weights are read
 from its image with its outer half rolled off (`deconfetti.features.psf_spectrum`), so
 that a pattern in uv cells the data do not measure has no imprint.
 
@@ -102,7 +105,8 @@ class ChannelOperator:
 
 def solve_removal(operator: ChannelOperator, unsupported: np.ndarray, residual: np.ndarray,
                   lower: np.ndarray, upper: np.ndarray, windows: np.ndarray, carried: np.ndarray,
-                  *, iterations: int = 1000, tolerance: float = 1e-4) -> np.ndarray:
+                  *, iterations: int = 1000, tolerance: float = 1e-4,
+                  start: np.ndarray | None = None) -> np.ndarray:
     """The bounded least-squares ``D`` of the module docstring, whole plane.
 
     Minimises ``||W ((B - psf) (*) D - U)||^2 + ||psf (*) D + N R||^2 + damping ||D||^2``
@@ -112,7 +116,7 @@ def solve_removal(operator: ChannelOperator, unsupported: np.ndarray, residual: 
     there. ``N`` (boolean ``carried``, within the windows) is where the residual R counts,
     around the candidates; elsewhere any imprint of D counts against it, so D cannot
     fit the residual's noise. All planes are in units of the channel's sigma (D in
-    sigma per pixel).
+    sigma per pixel). ``start`` is where the steps begin (default 0).
     """
     difference = (operator.beam - operator.psf).astype(np.complex64)
     data = np.abs(operator.psf) ** 2
@@ -127,7 +131,8 @@ def solve_removal(operator: ChannelOperator, unsupported: np.ndarray, residual: 
     lower, upper = lower.astype(np.float32), upper.astype(np.float32)
     shape = operator.shape
     rate = np.float32(-step)
-    now = np.zeros(shape, dtype=np.float32)
+    now = (np.zeros(shape, dtype=np.float32) if start is None
+           else np.clip(start.astype(np.float32), lower, upper))
     ahead = now
     momentum = 1.0
     # in place where it can be: on a 2048^2 plane the array arithmetic cost as much as
@@ -241,11 +246,14 @@ def repair_channel(model: np.ndarray, index: int, image: np.ndarray, residual: n
     while active:
         windows = np.zeros((ny, nx), dtype=bool)
         carried = np.zeros((ny, nx), dtype=bool)
+        cores = np.zeros((ny, nx), dtype=bool)
         for ident, _, _ in active:
             windows |= within(ident, radius + 2 * major)
             carried |= within(ident, residual_beams * major)
+            cores |= within(ident, 0.5 * major)
         removed = sigma * solve_removal(operator, contrast / sigma, here / sigma,
-                                        lower / sigma, upper / sigma, windows, carried)
+                                        lower / sigma, upper / sigma, windows, carried,
+                                        start=np.where(cores, excess, 0.0) / sigma)
         imprint = operator.convolve(removed)
         image_delta = imprint - operator.convolve(removed, operator.beam)
         real = _real_change(image_delta, image[index], sources)
