@@ -19,7 +19,7 @@ from deconfetti.repair.solve import ChannelOperator, solve_removal
 from deconfetti.repair.consistency import imprint_share
 from deconfetti.repair.select import model_excess
 from deconfetti.errors import InputError
-from deconfetti.simulate import simulate_cube, write_products
+from deconfetti.simulate import simulate_cube, write_plane, write_products
 
 from conftest import BENIGN, CONFETTI, CONTINUUM, DATA, LINES, near, read_rows
 
@@ -377,6 +377,17 @@ def test_repair_needs_a_psf(sim, tmp_path, capsys):
     prefix = write_products(sim, tmp_path, "cube", fmt="fits", kinds=("image", "model", "residual"))
     assert main(["repair", str(prefix), "-q"]) == 2
     assert "needs the psf" in capsys.readouterr().err
+
+
+def test_a_one_plane_product_is_not_repaired(sim, tmp_path, capsys):
+    """A continuum (one-plane) product has no adjacent channels to repair against: a
+    one-line error naming it, nothing written."""
+    products = open_products(write_products(sim, tmp_path / "cube", "cube", fmt="fits"))
+    plane = write_plane(products, CONFETTI[0][0], tmp_path / "plane")
+    assert main(["repair", str(plane), "--out", str(tmp_path / "out"), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "one plane (continuum)" in err and str(plane) in err and "\n" not in err
+    assert not (tmp_path / "out" / "plane.repaired.model.fits").exists()
 
 
 def test_repair_is_verified_and_the_repaired_set_opens_by_its_prefix(tmp_path):

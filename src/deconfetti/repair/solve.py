@@ -339,6 +339,10 @@ def repair(products: Products, catalog: Table, rms: np.ndarray, *, config: Confi
     config = config or Config()
     if products.psf is None:
         raise InputError(f"{products.name}: repair needs the psf (the data test); none found")
+    if products.nchan < 2:
+        raise InputError(f"{products.name}: one plane (continuum): a repair takes out what the "
+                         f"adjacent channels do not hold, and this product has none; re-clean "
+                         f"it instead (README, Re-clean)")
     classes = np.asarray(catalog["classification"], dtype=str)
     confetti, real = catalog[classes == "confetti"], catalog[classes == "real"]
     diverged = {int(c) for c in catalog["channel"][classes == "diverged"]}
