@@ -158,7 +158,6 @@ def test_a_component_the_data_demand_is_kept():
                                      "no unsupported excess"))
 
 
-
 def test_a_removal_does_not_fit_the_residual_noise():
     """Nothing to take out (no unsupported excess), a residual of noise and a one-channel
     model jitter as large as the noise everywhere: with the residual counted only near
