@@ -82,6 +82,19 @@ Cases
                      sparse uv coverage (60 % of the antennas flagged, 2-minute snapshot, or 30 %
                      flagged per mosaic pointing), blew up whole channels (null-space blobs of
                      the largest scales, residual 10-60 sigma): never isolated confetti.
+                     A later round (12m 7-pointing mosaic, robust -0.5, gain 0.5, cyclefactor
+                     0.05-0.3, threshold 1 sigma, narrow-line compact sources up to 200 sigma;
+                     hogbom, clark, multiscale [0,5,15] or [0,3,9], nmajor 2) converged with no
+                     label up to 45 % of the antennas flagged per pointing (7-minute snapshots);
+                     at 50 % it diverged (stopcode 6) in the channels of the brightest compact
+                     sources: the model there holds +-200 sigma pixel pairs that cancel in the
+                     residual, but the image error is a stripe pattern over the channel (residual
+                     rms 10-55 sigma, not caught by the diverged test since the residual shows it
+                     too), and the rule's 1-14 "confetti" sit on those stripes (by eye: none
+                     isolated); at such dynamic range cyclefactor x maxpsfsidelobe (0.09) x peak
+                     is below the threshold, so every minor cycle cleans to the threshold anyway
+                     (cyclefactor 0.05 and 0.3 gave identical runs): a low cyclefactor can only
+                     matter where peak / threshold > 1 / (cyclefactor x psf sidelobe).
 
 Products per case folder: img.* (CASA images), truth.fits, noise.csv, real_sources.csv,
 labels.csv, labels_meta.json, channel_stats.csv, diverged_channels.csv (restart / cyclefactor

@@ -73,3 +73,31 @@ def test_near_any_needs_space_and_adjacent_channel():
     hit = near_any(np.array([5, 5, 9]), np.array([10, 40, 10]), np.array([10, 40, 10]),
                    np.array([4]), np.array([11]), np.array([10]), 3.0)
     assert hit.tolist() == [True, False, False]
+
+
+def test_spikes_are_the_peaks_of_scipys_groups_in_its_order():
+    """Labelling only the rows that hold pixels above threshold finds the groups, and
+    numbers them, as `scipy.ndimage.label` does on the whole plane."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(7)
+    snr = rng.normal(0, 1.6, (300, 200))
+    snr[40:43, 10:190] = 6.0  # a long group over three rows
+    snr[299, 0], snr[0, 199] = 9.0, 8.0  # at the plane's corners
+    valid = rng.random(snr.shape) > 0.01
+    for negative in (False, True):
+        above = valid & ((snr <= -5) if negative else (snr >= 5))
+        labels, count = ndimage.label(above, structure=np.ones((3, 3), bool))
+        expected = [ndimage.minimum_position(snr, labels, k) if negative
+                    else ndimage.maximum_position(snr, labels, k) for k in range(1, count + 1)]
+        found = [tuple(p) for p in find_spikes(snr, valid, 5.0, negative=negative)]
+        assert count > 10 and found == expected
+
+
+def test_a_model_component_at_the_edge_or_beside_nan_is_a_local_maximum():
+    snr = np.zeros((12, 12))
+    snr[0, 0], snr[11, 6], snr[6, 6] = 9.0, 8.0, 7.0
+    snr[6, 7] = np.nan
+    snr[11, 5] = 8.5  # brighter neighbour: (11, 6) is not a maximum
+    points = find_model_components(snr, np.ones_like(snr, bool), 3.0, radius=1.0)
+    assert [tuple(p) for p in points] == [(0, 0), (11, 5), (6, 6)]

@@ -48,16 +48,33 @@ def find_spikes(spike_snr: np.ndarray, valid: np.ndarray, threshold: float, *,
     """
     with np.errstate(invalid="ignore"):  # NaN compares False
         above = valid & ((spike_snr <= -threshold) if negative else (spike_snr >= threshold))
-    labels, count = ndimage.label(above, structure=_EIGHT)
-    if count == 0:
+    group, index = _label_sparse(above)
+    if not len(index):
         return np.empty((0, 2), dtype=int)
     # the brightest pixel of each group: sort the (few) pixels above threshold
-    index = np.flatnonzero(above)
-    group = labels.ravel()[index]
     values = spike_snr.ravel()[index]
     order = np.lexsort((values if negative else -values, group))
     first = order[np.r_[True, group[order][1:] != group[order][:-1]]]
     return np.column_stack(np.unravel_index(index[first], spike_snr.shape)).astype(int)
+
+
+def _label_sparse(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """8-connected groups of a sparse boolean plane: ``(group, index)``, the group number
+    (from 1, in raster order of each group's first pixel, as `scipy.ndimage.label`
+    numbers them) and the flat index of every True pixel. Only the runs of rows that
+    hold a True pixel are labelled (groups cannot cross an empty row)."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if not len(rows):
+        return np.zeros(0, dtype=int), np.zeros(0, dtype=int)
+    breaks = np.flatnonzero(np.diff(rows) > 1)
+    groups, indices, count = [], [], 0
+    for first, last in zip(np.r_[rows[0], rows[breaks + 1]], np.r_[rows[breaks], rows[-1]]):
+        labels, found = ndimage.label(mask[first:last + 1], structure=_EIGHT)
+        index = np.flatnonzero(labels)
+        groups.append(labels.ravel()[index] + count)
+        indices.append(index + first * mask.shape[1])
+        count += found
+    return np.concatenate(groups), np.concatenate(indices)
 
 
 def find_model_components(model_snr: np.ndarray, valid: np.ndarray, threshold: float,
@@ -69,13 +86,16 @@ def find_model_components(model_snr: np.ndarray, valid: np.ndarray, threshold: f
     snr = model_snr
     with np.errstate(invalid="ignore"):
         ys, xs = np.nonzero(valid & (snr >= threshold))
-    padded = np.pad(snr, 1, constant_values=-np.inf)
-    padded[np.isnan(padded)] = -np.inf
+    ny, nx = snr.shape
     peak = np.ones(len(ys), dtype=bool)
     for dy in (-1, 0, 1):
         for dx in (-1, 0, 1):
-            if dy or dx:
-                peak &= snr[ys, xs] >= padded[ys + 1 + dy, xs + 1 + dx]
+            if dy or dx:  # a neighbour outside the plane or NaN does not count
+                yy, xx = ys + dy, xs + dx
+                inside = (yy >= 0) & (yy < ny) & (xx >= 0) & (xx < nx)
+                beside = np.full(len(ys), -np.inf, dtype=snr.dtype)
+                beside[inside] = snr[yy[inside], xx[inside]]
+                peak &= ~(snr[ys, xs] < beside)  # NaN beside compares False
     ys, xs = ys[peak], xs[peak]
     order = np.argsort(-snr[ys, xs], kind="stable")
     points = np.column_stack([ys[order], xs[order]])

@@ -208,7 +208,10 @@ def convolve_periodic(plane: np.ndarray, spectrum: np.ndarray) -> np.ndarray:
 
 def psf_peak(psf: np.ndarray) -> tuple[int, int]:
     """``(y, x)`` of the psf maximum."""
-    return tuple(int(i) for i in np.unravel_index(np.nanargmax(psf), psf.shape))
+    peak = np.argmax(psf)  # the first NaN, if there is one
+    if np.isnan(psf.flat[peak]):
+        peak = np.nanargmax(psf)
+    return tuple(int(i) for i in np.unravel_index(peak, psf.shape))
 
 
 def psf_convolve(model: np.ndarray, psf: np.ndarray,
@@ -228,8 +231,8 @@ def psf_convolve(model: np.ndarray, psf: np.ndarray,
     noise of any image that large.
     """
     dtype = np.float32 if model.size > LARGE_PLANE else np.float64
-    plane = zero_nan(np.array(model, dtype=dtype))
-    kernel = zero_nan(np.array(psf, dtype=dtype))
+    plane = _finite(model, dtype)
+    kernel = _finite(psf, dtype)
     peaks = psf_peak(kernel)
     if window is None:
         window = (slice(None), slice(None))
@@ -248,16 +251,35 @@ def psf_convolve(model: np.ndarray, psf: np.ndarray,
         below, above = (first, min(last + 1, 0)), (max(first, 0), last + 1)
         pieces.append([(slice(a + shift, b + shift), slice(a + peak, b + peak))
                        for (a, b), shift in ((below, size), (above, 0)) if a < b])
+    # rfft2 and irfft2 of the grid, one axis at a time so that only rows that hold data
+    # (the psf's, the model's) or that are asked for are transformed: the same values
+    # bit for bit (pocketfft transforms the rows, then the columns, with the 1 / size
+    # factor in the last pass), in about two thirds of the time
     with _one_large_fft(int(np.prod(sizes))):
-        wrapped = np.zeros(sizes, dtype=dtype)
-        for cells_y, taps_y in pieces[0]:
+        heights = [c.stop - c.start for c, _ in pieces[0]]
+        rows = np.zeros((sum(heights), sizes[1]), dtype=dtype)  # the psf's rows of the grid
+        for (_, taps_y), top in zip(pieces[0], np.cumsum([0] + heights)):
             for cells_x, taps_x in pieces[1]:
-                wrapped[cells_y, cells_x] = kernel[taps_y, taps_x]
-        spectrum = sfft.rfft2(wrapped, overwrite_x=True)
-        del wrapped  # one grid-sized array at a time besides the spectra
-        spectrum *= sfft.rfft2(plane, sizes)
+                rows[top:top + taps_y.stop - taps_y.start, cells_x] = kernel[taps_y, taps_x]
+        rows = sfft.rfft(rows, axis=1, overwrite_x=True)
+        spectrum = np.zeros((sizes[0], rows.shape[1]), dtype=rows.dtype)
+        for (cells_y, _), top, height in zip(pieces[0], np.cumsum([0] + heights), heights):
+            spectrum[cells_y] = rows[top:top + height]
+        del rows
+        spectrum = sfft.fft(spectrum, axis=0, overwrite_x=True)
+        spectrum *= sfft.fft(sfft.rfft(plane, sizes[1], axis=1), sizes[0], axis=0,
+                             overwrite_x=True)
+        spectrum = sfft.ifft(spectrum, axis=0, norm="forward", overwrite_x=True)[window[0]]
+        out = sfft.irfft(spectrum, sizes[1], axis=1, norm="forward")[:, window[1]]
+        out *= dtype(1 / (sizes[0] * sizes[1]))
         # a copy of the window, so that the grid is freed
-        return np.ascontiguousarray(sfft.irfft2(spectrum, sizes, overwrite_x=True)[window])
+        return np.ascontiguousarray(out)
+
+
+def _finite(array: np.ndarray, dtype: type) -> np.ndarray:
+    """``array`` as ``dtype`` with NaN as 0, copied only where that changes it."""
+    array = np.asarray(array, dtype=dtype)
+    return zero_nan(array.copy()) if np.isnan(array).any() else array
 
 
 #: planes of more pixels than this are convolved in float32

@@ -120,22 +120,29 @@ class Product:
     def _read_planes(self, start: int, stop: int, ys: slice, xs: slice) -> np.ndarray:
         """Whole planes, reusing the last ``HALO_CACHE`` planes of this thread's previous
         read: a channel block's halo is the previous block's last channels (in a run of
-        blocks, which one thread reads in order), read only once."""
-        head = np.empty((0,) + self.shape[1:], dtype=np.float32)
+        blocks, which one thread reads in order), read only once.
+
+        The planes kept are never handed out (the caller may change what it gets), so a
+        read that is copied into the block keeps its own last planes as they are.
+        """
+        kept: list[np.ndarray] = []
         tail = getattr(self._tails, "planes", None)
         if tail is not None:
             first, planes = tail
             if first <= start < first + len(planes):
-                head = planes[start - first:min(stop - first, len(planes))]
-        begin = start + len(head)
-        if begin >= stop:
-            data = head.copy()
-        elif len(head):
-            data = np.concatenate([head, self.reader.read(begin, stop, ys, xs)])
-        else:  # the readers' arrays are new: only a layout to fix
-            data = np.ascontiguousarray(self.reader.read(begin, stop, ys, xs))
-        keep = min(HALO_CACHE, len(data))
-        self._tails.planes = (stop - keep, data[len(data) - keep:].copy())
+                kept = planes[start - first:min(stop - first, len(planes))]
+        begin = start + len(kept)
+        fresh = (self.reader.read(begin, stop, ys, xs) if begin < stop
+                 else np.empty((0,) + self.shape[1:], dtype=np.float32))
+        if kept:
+            data = np.concatenate([plane[np.newaxis] for plane in kept] + [fresh])
+            # views of a short read; a long one would be held whole by them
+            last = fresh[-HALO_CACHE:]
+            planes = kept + list(last if len(fresh) <= 2 * HALO_CACHE else last.copy())
+        else:  # the reader's arrays are new: only a layout to fix, and the halo to copy
+            data = np.ascontiguousarray(fresh)
+            planes = list(data[-HALO_CACHE:].copy())
+        self._tails.planes = (stop - min(HALO_CACHE, len(planes)), planes[-HALO_CACHE:])
         return data
 
     @property
