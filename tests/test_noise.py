@@ -87,16 +87,3 @@ def test_spike_rms_follows_channel_correlation():
     np.testing.assert_allclose(spike_rms(smooth, valid, slice(1, 7)), independent, rtol=0.05)
     assert np.isnan(spike_rms(white[:1], valid[:1], slice(0, 1))).all()
 
-
-def test_spike_rms_of_a_large_plane_is_that_of_its_whole_contrast():
-    """The contrast is computed only at the pixels that robust_rms keeps: the same
-    figure as from the whole plane's contrast."""
-    from deconfetti.features import spectral_contrast
-    from deconfetti.noise import spike_rms
-
-    rng = np.random.default_rng(5)
-    residual = rng.normal(0, 1.0, (3, 200, 150)).astype(np.float32)
-    valid = rng.random(residual.shape) > 0.2
-    ok = valid[0] & valid[1] & valid[2]
-    whole = robust_rms(spectral_contrast(residual, 1)[ok], max_samples=999)
-    assert spike_rms(residual, valid, slice(1, 2), max_samples=999)[0] == whole

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .features import neighbour_contrast, spectral_contrast
+from .features import spectral_contrast
 
 __all__ = ["highpass_fraction", "highpass", "robust_rms", "channel_rms", "spike_rms"]
 
@@ -184,15 +184,7 @@ def spike_rms(residual: np.ndarray, valid: np.ndarray, core: slice, *, clip: flo
         for n in (c - 1, c + 1):
             if 0 <= n < len(residual):
                 ok &= valid[n]
-        where = np.flatnonzero(ok)
-        if where.size < 20:
-            continue
-        # the contrast at the pixels robust_rms would keep of the whole plane's (all
-        # finite where valid), computed only there
-        pick = where[::int(np.ceil(where.size / max_samples))]
-        sides = [residual[n].ravel()[pick] for n in (c - 1, c + 1) if 0 <= n < len(residual)]
-        values = neighbour_contrast(residual[c].ravel()[pick], sides)
-        if not np.isfinite(values).all():  # an overflow: take the plane's finite values
-            values = spectral_contrast(residual, c)[ok]
-        out[i] = robust_rms(values, clip=clip, max_samples=max_samples)
+        if np.count_nonzero(ok) >= 20:
+            out[i] = robust_rms(spectral_contrast(residual, c)[ok], clip=clip,
+                                max_samples=max_samples)
     return out
