@@ -11,10 +11,17 @@ labels' error removed (summed over them); the rms of the error from 1 to 5 beams
 labels and farther than 5 beams from every label, in their channels; the largest change of
 the image farther than 5 beams from every label (all channels), in sigma; the change of
 every real compact source's peak.
+
+For a case made by ``inject_tclean_runs.py`` (its params.json names the ``source_case``)
+whose run without the fakes is in ``--runs`` (default tclean-runs/), also the ideal: that
+run's image is the case repaired perfectly, so beyond 5 beams the fakes' own imprint
+(injected - source) is the change a perfect repair makes there, and the repaired image is
+compared with the source's (largest difference and rms beyond 5 beams, sigma).
 """
 
 import argparse
 import csv
+import json
 import sys
 from pathlib import Path
 
@@ -38,7 +45,7 @@ def high_pass(plane: np.ndarray, major: float) -> np.ndarray:
     return plane - ndimage.gaussian_filter(plane, 3 * major / np.sqrt(8 * np.log(2)))
 
 
-def run_case(directory: Path, prefix: str, config) -> dict:
+def run_case(directory: Path, prefix: str, config, runs: Path) -> dict:
     result = deconfetti.scan(directory / f"{prefix}.image", config=config)
     products = result.products
     image = products.read("image", 0, products.nchan).astype(np.float64)
@@ -93,6 +100,17 @@ def run_case(directory: Path, prefix: str, config) -> dict:
                      else np.nan for cube in (image, after)]
     change = np.abs(after - image) / sigma[:, None, None]
     out["far_change"] = float(np.nanmax(np.where(far, change, 0.0)))
+    out["ideal"] = None
+    source = (json.loads((directory / "params.json").read_text()).get("source_case")
+              if (directory / "params.json").exists() else None)
+    if source and (runs / source / f"{prefix}.image").exists():
+        clean = deconfetti.open_products(runs / source / f"{prefix}.image")
+        clean = clean.read("image", 0, clean.nchan).astype(np.float64)
+        region = far & np.isfinite(clean) & np.isfinite(after)
+        own, left = ((np.abs(cube - clean) / sigma[:, None, None])[region]
+                     for cube in (image, after))
+        out["ideal"] = (float(own.max()), float(left.max()), float(np.sqrt(np.mean(own ** 2))),
+                        float(np.sqrt(np.mean(left ** 2))))
     real = [(0.0, "")]
     removed = log[log["status"] == "removed"]
     for source in rows(directory / "real_sources.csv"):
@@ -131,6 +149,8 @@ def main(argv=None) -> int:
     parser.add_argument("data", nargs="*",
                         default=[str(Path(__file__).parents[1] / ".." / "shared" / "data")])
     parser.add_argument("--set", action="append", default=[])
+    parser.add_argument("--runs", type=Path, default=Path("tclean-runs"),
+                        help="the runs the injected cases were made from")
     args = parser.parse_args(argv)
     config = load_config(None, parse_overrides(args.set))
     print("| case | label (c, x, y) | repaired | error at label before -> after (sigma) | "
@@ -140,7 +160,7 @@ def main(argv=None) -> int:
     summaries = []
     for directory, prefix in cases(args.data):
         name = directory.name
-        res = run_case(directory, prefix, config)
+        res = run_case(directory, prefix, config, args.runs)
         for lab in res["labels"]:
             frac = 1 - abs(lab["at_after"]) / abs(lab["at_before"])
             print(f"| {name} | {lab['channel']}, {lab['x']}, {lab['y']} | {lab['repaired']} | "
@@ -169,6 +189,12 @@ def main(argv=None) -> int:
               f"{res['far'][0]:.3f} -> {res['far'][1]:.3f} | {res['far_change']:.2f} | "
               f"{100 * res['real_max_change']:.2f}% |")
     print()
+    for res in summaries:
+        if res["ideal"]:
+            own, left, own_rms, left_rms = res["ideal"]
+            print(f"{res['case']}: beyond 5 beams, the fakes' own imprint (a perfect repair's "
+                  f"change) is up to {own:.2f} sigma (rms {own_rms:.3f}); the repaired image "
+                  f"differs from the run without fakes by up to {left:.2f} (rms {left_rms:.3f})")
     for res in summaries:
         if res["real_worst"]:
             print(f"{res['case']}: largest real-source change, {res['real_worst']}")
