@@ -236,6 +236,32 @@ def test_a_diverged_channel_is_one_verdict_and_spoils_no_neighbour(tmp_path):
     assert not np.isin(beside["classification"], ["confetti", "real"]).any()
 
 
+def test_an_unconverged_channel_is_named_and_its_verdicts_are_uncertain(tmp_path):
+    """A channel whose clean stalled far above the noise (its residual 30 times the
+    others'): named as a channel, and neither a confetti verdict in it nor one beside it
+    (whose one-channel contrast takes its mean) stands; channels farther off keep theirs."""
+    from scipy import ndimage
+
+    sim = simulate_cube(nchan=10, ny=96, nx=96, seed=3, confetti=[(2, 30, 70, 7.0),
+                        (6, 60, 30, 8.0)], lines=[(8, 70, 60, 0.02)])
+    stripes = ndimage.gaussian_filter(np.random.default_rng(4).normal(size=(96, 96)), 2.0)
+    stripes *= 30 * sim.rms / stripes.std()
+    for plane in (sim.residual, sim.image):  # image = beam (*) model + residual still
+        plane[5] += stripes.astype(np.float32)
+    result = deconfetti.scan(write_products(sim, tmp_path, "u"))
+    table = result.candidates
+    assert result.summary["unconverged_channels"] == [5]
+    assert result.summary["channels"][5]["unconverged"] and not result.summary["diverged_channels"]
+    assert not np.isin(table["classification"][table["channel"] == 5], ["confetti", "real"]).any()
+    beside = near(table, 6, 60, 30)
+    assert list(beside["classification"]) == ["uncertain"]
+    assert beside["reason"][0].startswith("adjacent channel 5 is unconverged")
+    assert "by the test alone confetti" in beside["reason"][0]
+    confetti = table[table["classification"] == "confetti"]
+    assert [(int(r["channel"]), int(r["y"]), int(r["x"])) for r in confetti] == [(2, 30, 70)]
+    assert len(near(table[table["classification"] == "real"], 8, 70, 60)) == 1
+
+
 def test_the_false_alarm_of_a_fake_is_small_and_of_noise_large(sim_scan):
     table = sim_scan.candidates
     for chan, y, x, _ in CONFETTI:

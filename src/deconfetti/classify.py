@@ -5,7 +5,12 @@ Channel verdict (made in the scan): a channel is **diverged** when ``image - dir
 its model puts into the image beyond what the data demand) varies over the channel
 ``diverged_min`` times more than the dirty image (the data) itself: the image is mostly
 structure of the model's own, a minor cycle that failed there (continued or not). Its
-candidates are reported as ``diverged``, not as point sources.
+candidates are reported as ``diverged``, not as point sources. A channel is
+**unconverged** when its residual rms is ``unconverged_min`` times the cube's median
+channel rms or more: clean left it far above the noise (stalled at a blown-up residual,
+or not run: an empty mask); its confetti and real verdicts are ``uncertain`` (nothing in it
+can be judged at the noise), and so is a confetti verdict beside it, whose one-channel
+contrast takes that channel's mean.
 
 The candidate rules read ``spike_snr`` (the one-channel image spike; in a one-plane
 product, the image against its ring), ``image_snr``, ``dirty_snr`` (the same spike in the dirty
@@ -35,7 +40,7 @@ import numpy as np
 
 from .config import ClassifyConfig
 
-__all__ = ["CLASSES", "FLAGGED", "diverged", "classify"]
+__all__ = ["CLASSES", "FLAGGED", "diverged", "unconverged", "mark_unconverged", "classify"]
 
 #: classification -> (colour used in regions and figures, meaning)
 CLASSES: dict[str, tuple[str, str]] = {
@@ -50,6 +55,9 @@ CLASSES: dict[str, tuple[str, str]] = {
 }
 #: the classes that call for a look or a repair (the region files hold these by default)
 FLAGGED = ("confetti", "diverged", "uncertain")
+#: the verdicts that an unconverged channel leaves uncertain (the others claim nothing
+#: that its noise could fake)
+JUDGED = ("confetti", "real")
 
 
 def diverged(unsupported: np.ndarray | float, rules: ClassifyConfig) -> np.ndarray | bool:
@@ -57,6 +65,37 @@ def diverged(unsupported: np.ndarray | float, rules: ClassifyConfig) -> np.ndarr
     image - dirty over that of the dirty image; NaN, not measured, is not diverged)."""
     with np.errstate(invalid="ignore"):
         return np.asarray(unsupported) >= rules.diverged_min
+
+
+def unconverged(rms: np.ndarray, rules: ClassifyConfig) -> np.ndarray:
+    """Whether each channel is unconverged: its residual ``rms`` (per channel, any unit)
+    at least ``unconverged_min`` times the median over the cube's channels (NaN: not)."""
+    rms = np.asarray(rms, dtype=float)
+    typical = np.nanmedian(rms) if np.isfinite(rms).any() else np.nan
+    with np.errstate(invalid="ignore"):
+        return rms >= rules.unconverged_min * typical
+
+
+def mark_unconverged(classification: np.ndarray, reason: np.ndarray, channel: np.ndarray,
+                     flags: np.ndarray, rms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Confetti and real verdicts in unconverged channels (``flags`` per channel, from
+    `unconverged`), and confetti beside one, as ``uncertain``, with the channel's residual
+    rms over the cube's median (from ``rms``) in the reason."""
+    classification, reason = np.array(classification, dtype=object), np.array(reason, dtype=object)
+    ratio = np.asarray(rms, dtype=float) / np.nanmedian(rms)
+    nchan = len(flags)
+    for i, c in enumerate(np.asarray(channel, dtype=int)):
+        beside = [n for n in (c - 1, c + 1) if 0 <= n < nchan and flags[n]]
+        if not ((flags[c] and classification[i] in JUDGED)
+                or (beside and classification[i] == "confetti")):
+            continue
+        why = (f"channel {c} is unconverged (its residual rms is {ratio[c]:.1f} times the "
+               "cube's median): nothing in it can be judged at the noise" if flags[c] else
+               f"adjacent channel {beside[0]} is unconverged (residual rms "
+               f"{ratio[beside[0]]:.1f} times the cube's median): the one-channel contrast "
+               "takes its mean")
+        classification[i], reason[i] = "uncertain", f"{why}; by the test alone {classification[i]}"
+    return classification.astype(str), reason.astype(str)
 
 
 def classify(spike_snr: np.ndarray, spike_rms: np.ndarray, image_snr: np.ndarray,

@@ -331,6 +331,12 @@ def _summary_text(result, outdir: Path, paths: dict) -> str:
                      "from the data across the channel; re-clean them without a startmodel "
                      "and a higher cyclefactor (README: Re-clean):")
         lines.extend(f"    {text}" for text in _reclean_selections(result.products, diverged))
+    stalled = result.summary.get("unconverged_channels") or []
+    if stalled:
+        lines.append(f"  unconverged channel(s) {', '.join(map(str, stalled))}: the residual is "
+                     f"{result.config.classify.unconverged_min:g} times the cube's median noise "
+                     "or more (clean stalled, diverged or did not run there); confetti and real "
+                     "verdicts in them, and confetti beside them, are uncertain")
     confetti = result.candidates[result.candidates["classification"] == "confetti"]
     for row in confetti[:10]:
         lines.append(f"  confetti #{row['id']}: {_where(row)}: {row['unsupported_snr']:.1f} rms "

@@ -69,6 +69,9 @@ class ClassifyConfig:
     #: diverged channel: over the channel, image - dirty (what the model adds beyond the
     #: data) varies this many times more than the dirty image (the data) itself
     diverged_min: float = 2.0
+    #: unconverged channel: its residual rms is at least this many times the cube's median
+    #: channel rms (thermal noise varies far less from channel to channel)
+    unconverged_min: float = 3.0
 
 
 @dataclass(frozen=True)

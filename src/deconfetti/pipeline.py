@@ -29,7 +29,7 @@ from astropy.table import Table
 from .candidates import (false_alarm, find_candidates, find_spikes, link_channels, near_any,
                          spike_reliability)
 from .catalog import COLUMNS, empty_catalog, make_catalog
-from .classify import CLASSES, classify, diverged
+from .classify import CLASSES, classify, diverged, mark_unconverged, unconverged
 from .config import Config
 from .errors import DeconfettiWarning, InputError
 from .features import fft_threads, neighbour_max, spectral_contrast, spread_max, zero_nan
@@ -91,9 +91,11 @@ class ScanResult:
     def __repr__(self) -> str:
         counts = ", ".join(f"{n} {name}" for name, n in self.counts.items() if n) or "none"
         diverged = self.summary.get("diverged_channels") or []
+        stalled = self.summary.get("unconverged_channels") or []
         return (f"<ScanResult {self.products.name}: {self.products.nchan} channel(s), "
                 f"{len(self.candidates)} candidate(s): {counts}"
-                + (f"; diverged channels {diverged}" if diverged else "") + ">")
+                + (f"; diverged channels {diverged}" if diverged else "")
+                + (f"; unconverged channels {stalled}" if stalled else "") + ">")
 
     def _repr_html_(self) -> str:
         """A short summary for notebooks: counts by class with their meaning, the
@@ -105,6 +107,7 @@ class ScanResult:
                        f"<td>{escape(meaning)}</td></tr>"
                        for name, (_, meaning) in CLASSES.items())
         diverged = self.summary.get("diverged_channels") or []
+        stalled = self.summary.get("unconverged_channels") or []
         confetti = self.candidates[self.candidates["classification"] == "confetti"][:5]
         first = "".join(f"<li>#{r['id']}: channel {r['channel']}, x={r['x']} y={r['y']}, "
                         f"{r['unsupported_snr']:.1f} rms unsupported</li>" for r in confetti)
@@ -114,6 +117,8 @@ class ScanResult:
                 f"<table><tr><th>class</th><th>n</th><th>meaning</th></tr>{rows}</table>"
                 + (f"<p>diverged channels: {', '.join(map(str, diverged))}</p>"
                    if diverged else "")
+                + (f"<p>unconverged channels: {', '.join(map(str, stalled))}</p>"
+                   if stalled else "")
                 + (f"<p>first confetti:</p><ul>{first}</ul>" if first else ""))
 
 
@@ -224,11 +229,14 @@ def scan(products: "Products | str", *, config: Config | None = None,
         columns["dirty_snr"], columns["unsupported_snr"],
         columns["false_alarm"], columns["reliability"], columns["found_by"],
         failed[columns["channel"]], columns["component_snr"], rules=config.classify)
+    stalled = unconverged(rms, config.classify)
+    columns["classification"], columns["reason"] = mark_unconverged(
+        columns["classification"], columns["reason"], columns["channel"], stalled, rms)
     meta = {"products": products.name, "inputs": products.paths,
             "parameters": config.to_dict()}
     catalog = (make_catalog(columns, products, meta=meta) if len(columns["channel"])
                else _empty_with_meta(meta))
-    summary = summarise(catalog, products, config, rms, unsupported, failed)
+    summary = summarise(catalog, products, config, rms, unsupported, failed, stalled)
     log.info("Found %s", ", ".join(f"{n} {k}" for k, n in summary["counts"].items()))
     return ScanResult(candidates=catalog, summary=summary, products=products, config=config,
                       rms=rms, peak=peak, contrast=contrast)
@@ -416,12 +424,13 @@ def _reliability(columns: dict[str, np.ndarray], negatives: dict[str, np.ndarray
 
 
 def summarise(catalog: Table, products: Products, config: Config, rms: np.ndarray,
-              unsupported: np.ndarray, failed: np.ndarray) -> dict[str, Any]:
+              unsupported: np.ndarray, failed: np.ndarray, stalled: np.ndarray
+              ) -> dict[str, Any]:
     """JSON-ready summary of a scan (NaN written as null).
 
     Per channel: frequency, rms, ``unsupported`` (robust rms of image - dirty over that of
-    the dirty image; null where not measured), ``diverged`` (from ``failed``) and counts
-    per class.
+    the dirty image; null where not measured), ``diverged`` (from ``failed``),
+    ``unconverged`` (from ``stalled``) and counts per class.
     """
     counts = {name: int(np.sum(catalog["classification"] == name)) for name in CLASSES}
     channels = np.asarray(catalog["channel"], dtype=int)
@@ -431,6 +440,7 @@ def summarise(catalog: Table, products: Products, config: Config, rms: np.ndarra
     per_channel = [{"channel": c, "frequency_hz": _finite(freq[c]),
                     "rms_jy_beam": _finite(rms[c]),
                     "unsupported": _finite(unsupported[c]), "diverged": bool(failed[c]),
+                    "unconverged": bool(stalled[c]),
                     **{name: int(by_channel[name][c]) for name in CLASSES}}
                    for c in range(products.nchan)]
     return {
@@ -442,6 +452,7 @@ def summarise(catalog: Table, products: Products, config: Config, rms: np.ndarra
         "pb_used": products.pb is not None,
         "counts": counts,
         "diverged_channels": [int(c) for c in np.flatnonzero(failed)],
+        "unconverged_channels": [int(c) for c in np.flatnonzero(stalled)],
         "candidates": len(catalog),
         "classes": {name: meaning for name, (_, meaning) in CLASSES.items()},
         "parameters": config.to_dict(),
