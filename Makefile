@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test browser clean tclean-runs tclean-runs-injected
+.PHONY: demo test browser clean tclean-runs tclean-runs-injected tclean-runs-explore
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -50,6 +50,10 @@ tclean-runs: .casa-venv/.installed
 # after tclean-runs: fakes injected into those runs, residual and image recomputed by CASA (benchmarks/inject_tclean_runs.py)
 tclean-runs-injected: .casa-venv/.installed
 	.casa-venv/bin/python benchmarks/inject_tclean_runs.py --runs tclean-runs --out tclean-runs-injected
+
+# the exploratory natural runs (benchmarks/explore_tclean_settings.py: stalled and blown-up channels)
+tclean-runs-explore: .casa-venv/.installed
+	.casa-venv/bin/python benchmarks/explore_tclean_settings.py --out tclean-runs/explore
 
 clean:
 	rm -rf $(VENV) demo-output build src/*.egg-info
