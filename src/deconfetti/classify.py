@@ -70,10 +70,8 @@ def diverged(unsupported: np.ndarray | float, rules: ClassifyConfig) -> np.ndarr
 def unconverged(rms: np.ndarray, rules: ClassifyConfig) -> np.ndarray:
     """Whether each channel is unconverged: its residual ``rms`` (per channel, any unit)
     at least ``unconverged_min`` times the median over the cube's channels (NaN: not)."""
-    rms = np.asarray(rms, dtype=float)
-    typical = np.nanmedian(rms) if np.isfinite(rms).any() else np.nan
     with np.errstate(invalid="ignore"):
-        return rms >= rules.unconverged_min * typical
+        return _over_median(rms) >= rules.unconverged_min
 
 
 def mark_unconverged(classification: np.ndarray, reason: np.ndarray, channel: np.ndarray,
@@ -82,7 +80,7 @@ def mark_unconverged(classification: np.ndarray, reason: np.ndarray, channel: np
     `unconverged`), and confetti beside one, as ``uncertain``, with the channel's residual
     rms over the cube's median (from ``rms``) in the reason."""
     classification, reason = np.array(classification, dtype=object), np.array(reason, dtype=object)
-    ratio = np.asarray(rms, dtype=float) / np.nanmedian(rms)
+    ratio = _over_median(rms)
     nchan = len(flags)
     for i, c in enumerate(np.asarray(channel, dtype=int)):
         beside = [n for n in (c - 1, c + 1) if 0 <= n < nchan and flags[n]]
@@ -96,6 +94,12 @@ def mark_unconverged(classification: np.ndarray, reason: np.ndarray, channel: np
                "takes its mean")
         classification[i], reason[i] = "uncertain", f"{why}; by the test alone {classification[i]}"
     return classification.astype(str), reason.astype(str)
+
+
+def _over_median(rms: np.ndarray) -> np.ndarray:
+    """Each channel's rms over the median of the cube's channels (NaN where unmeasured)."""
+    rms = np.asarray(rms, dtype=float)
+    return rms / (np.nanmedian(rms) if np.isfinite(rms).any() else np.nan)
 
 
 def classify(spike_snr: np.ndarray, spike_rms: np.ndarray, image_snr: np.ndarray,

@@ -256,15 +256,19 @@ def psf_convolve(model: np.ndarray, psf: np.ndarray,
     # bit for bit (pocketfft transforms the rows, then the columns, with the 1 / size
     # factor in the last pass), in about two thirds of the time
     with _one_large_fft(int(np.prod(sizes))):
-        heights = [c.stop - c.start for c, _ in pieces[0]]
-        rows = np.zeros((sum(heights), sizes[1]), dtype=dtype)  # the psf's rows of the grid
-        for (_, taps_y), top in zip(pieces[0], np.cumsum([0] + heights)):
+        # the psf's rows of the grid, stacked: (grid rows, their place in the stack)
+        bands, top = [], 0
+        for cells_y, taps_y in pieces[0]:
+            bands.append((cells_y, taps_y, slice(top, top + cells_y.stop - cells_y.start)))
+            top += cells_y.stop - cells_y.start
+        rows = np.zeros((top, sizes[1]), dtype=dtype)
+        for _, taps_y, stacked in bands:
             for cells_x, taps_x in pieces[1]:
-                rows[top:top + taps_y.stop - taps_y.start, cells_x] = kernel[taps_y, taps_x]
+                rows[stacked, cells_x] = kernel[taps_y, taps_x]
         rows = sfft.rfft(rows, axis=1, overwrite_x=True)
         spectrum = np.zeros((sizes[0], rows.shape[1]), dtype=rows.dtype)
-        for (cells_y, _), top, height in zip(pieces[0], np.cumsum([0] + heights), heights):
-            spectrum[cells_y] = rows[top:top + height]
+        for cells_y, _, stacked in bands:
+            spectrum[cells_y] = rows[stacked]
         del rows
         spectrum = sfft.fft(spectrum, axis=0, overwrite_x=True)
         spectrum *= sfft.fft(sfft.rfft(plane, sizes[1], axis=1), sizes[0], axis=0,
