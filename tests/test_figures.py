@@ -158,3 +158,23 @@ def test_figures_drawn_in_forked_processes_are_the_same(example_scan):
                            workers=2)
     assert list(forked) == [int(i) for i in rows["id"]]
     assert forked == serial
+
+
+
+@pytest.mark.parametrize("chan, lowest", [(1, [3, 4, 5]), (3, [5, 6, 7]), (7, [6, 7, 8])])
+def test_channel_maps_near_the_cube_edge_keep_their_offsets(example_scan, confetti, chan,
+                                                            lowest):
+    """The lowest shown panel of each column carries the RA offsets (tick labels and the
+    axis label): the bottom row's with nine channels, others' near either end of the cube
+    (channels 0-5 around channel 1, 0-7 around channel 3, of the example's 15)."""
+    row, _ = confetti
+    cutout = make_cutout(example_scan.products, {**dict(zip(row.colnames, row)),
+                                                 "channel": chan})
+    figure = figures.channel_maps(cutout, "image")
+    figure.canvas.draw()
+    panels = [ax for ax in figure.axes if ax.images and ax.get_visible()]
+    assert len(panels) == len(cutout.channels)
+    labelled = [i for i, ax in enumerate(panels)
+                if ax.get_xlabel() and any(t.get_visible() and t.get_text()
+                                           for t in ax.get_xticklabels())]
+    assert labelled == lowest

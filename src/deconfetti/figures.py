@@ -113,8 +113,6 @@ class _ChannelMaps:
             self.beams.append(None if kind == "model" else
                               _beam(ax, "white" if kind == "image" else "black"))
             ax.set_title("", fontsize=9, y=1.0)
-        for ax in self.axes[-1]:
-            ax.set_xlabel("offset RA (arcsec)")
         for ax in self.axes[:, 0]:
             ax.set_ylabel("offset Dec (arcsec)")
         self.figure.colorbar(self.images[0], cax=cax, label=unit)
@@ -126,10 +124,16 @@ class _ChannelMaps:
         norm = _norm(data, stretch, cutout.rms)
         chan = int(cutout.row["channel"])
         extent = _extent(cutout, data.shape[1:])
+        shown = len(cutout.channels)
         for i, ax in enumerate(self.axes.flat):
-            ax.set_visible(i < len(cutout.channels))
-            if i >= len(cutout.channels):
+            ax.set_visible(i < shown)
+            if i >= shown:
                 continue
+            # the offsets are read off the lowest panel of each column, the bottom row's
+            # when fewer than nine channels are shown (near either end of the cube)
+            lowest = self.single or i + self.axes.shape[1] >= shown
+            ax.xaxis.set_tick_params(labelbottom=lowest)
+            ax.set_xlabel("offset RA (arcsec)" if lowest else "")
             self.images[i].set_data(data[i])
             self.images[i].set_norm(norm)
             self.images[i].set_extent(extent)
