@@ -23,12 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import make_tclean_runs as M  # noqa: E402
 
 base12 = dict(
-    seed=1220, config="alma.cycle5.1.cfg", freq_GHz=93.17, chanwidth_MHz=0.25, nchan=20,
-    imsize=160, cell_arcsec=0.9, pointings="hex7", spacing_arcsec=28.0,
-    totaltime_s=1680, integration_s=60, field_flag_frac=0.25,
-    noise_mJy=3.0, peak_sigma=100.0, n_clumps=30, clump_fwhm_beam=(0.6, 2.5),
-    n_filaments=2, fil_width_beam=(1.0, 2.5), layer_frac=0.08, vel_rms_chan=4.0,
-    linewidth_chan=(0.8, 1.5), n_compact=8, compact_sigma=(30.0, 300.0), beam_guess_pix=4.0)
+    M._ALMA12_MOSAIC, seed=1220, nchan=20, field_flag_frac=0.25, peak_sigma=100.0,
+    n_clumps=30, clump_fwhm_beam=(0.6, 2.5), n_filaments=2, fil_width_beam=(1.0, 2.5),
+    vel_rms_chan=4.0, linewidth_chan=(0.8, 1.5), n_compact=8, compact_sigma=(30.0, 300.0))
 #: 7-minute snapshots (50 % of the antennas flagged per pointing unless set)
 snap = dict(base12, seed=1221, field_flag_frac=0.5, totaltime_s=420, integration_s=30,
             peak_sigma=60.0, compact_sigma=(20.0, 200.0))

@@ -192,6 +192,13 @@ _ACA_MOSAIC = dict(
     clump_fwhm_beam=(0.6, 2.0), n_filaments=3, fil_width_beam=(1.0, 2.5), layer_frac=0.08,
     n_compact=6, beam_guess_pix=5.0)
 
+#: the 12m mosaic of 7 pointings at 3 mm the 12m mosaic cases share: array, band, grid,
+#: time, noise
+_ALMA12_MOSAIC = dict(
+    config="alma.cycle5.1.cfg", freq_GHz=93.17, chanwidth_MHz=0.25, imsize=160,
+    cell_arcsec=0.9, pointings="hex7", spacing_arcsec=28.0, totaltime_s=1680, integration_s=60,
+    noise_mJy=3.0, layer_frac=0.08, beam_guess_pix=4.0)
+
 CASES = {
     "nat7m_diverged": dict(
         _ACA_MOSAIC, seed=702, nchan=24, field_flag_frac=0.3, peak_sigma=500.0, n_clumps=35,
@@ -202,12 +209,9 @@ CASES = {
         restart=dict(cyclefactor=1.5, minpsffraction=0.05, maxpsffraction=0.8, gain=0.1,
                      scales=[0, 6, 18], smallscalebias=0.0, threshold_sigma=2.0, nmajor=50)),
     "nat12m_bright": dict(
-        seed=1201, config="alma.cycle5.1.cfg", freq_GHz=93.17, chanwidth_MHz=0.25, nchan=24,
-        imsize=160, cell_arcsec=0.9, pointings="hex7", spacing_arcsec=28.0,
-        totaltime_s=1680, integration_s=60, field_flag_frac=0.0,
-        noise_mJy=3.0, peak_sigma=400.0, n_clumps=40, clump_fwhm_beam=(0.6, 3.0),
-        n_filaments=3, fil_width_beam=(1.0, 3.0), layer_frac=0.08, vel_rms_chan=5.0,
-        linewidth_chan=(1.0, 2.5), n_compact=6, compact_sigma=(8.0, 80.0), beam_guess_pix=4.0,
+        _ALMA12_MOSAIC, seed=1201, nchan=24, field_flag_frac=0.0, peak_sigma=400.0,
+        n_clumps=40, clump_fwhm_beam=(0.6, 3.0), n_filaments=3, fil_width_beam=(1.0, 3.0),
+        vel_rms_chan=5.0, linewidth_chan=(1.0, 2.5), n_compact=6, compact_sigma=(8.0, 80.0),
         tclean=dict(_COMMON_TCLEAN, gridder="mosaic", scales=[0, 5, 15, 45], cyclefactor=1.0,
                     threshold_sigma=2.5)),
     "cont_mtmfs": dict(
@@ -254,13 +258,9 @@ CASES = {
                     smallscalebias=0.6, gain=0.5, cyclefactor=0.1, minpsffraction=0.01,
                     maxpsffraction=0.3, threshold_sigma=0.5)),
     "clean_lowcf12m": dict(
-        seed=1222, config="alma.cycle5.1.cfg", freq_GHz=93.17, chanwidth_MHz=0.25, nchan=20,
-        imsize=160, cell_arcsec=0.9, pointings="hex7", spacing_arcsec=28.0,
-        totaltime_s=1680, integration_s=60, field_flag_frac=0.3,
-        noise_mJy=3.0, peak_sigma=50.0, n_clumps=30, clump_fwhm_beam=(0.6, 2.5),
-        n_filaments=2, fil_width_beam=(1.0, 2.5), layer_frac=0.08, vel_rms_chan=4.0,
-        linewidth_chan=(0.8, 1.5), n_compact=8, compact_sigma=(500.0, 3000.0),
-        beam_guess_pix=4.0,
+        _ALMA12_MOSAIC, seed=1222, nchan=20, field_flag_frac=0.3, peak_sigma=50.0,
+        n_clumps=30, clump_fwhm_beam=(0.6, 2.5), n_filaments=2, fil_width_beam=(1.0, 2.5),
+        vel_rms_chan=4.0, linewidth_chan=(0.8, 1.5), n_compact=8, compact_sigma=(500.0, 3000.0),
         tclean=dict(_COMMON_TCLEAN, gridder="mosaic", robust=-0.5, scales=[0, 5, 15],
                     gain=0.3, cyclefactor=0.05, minpsffraction=0.001, maxpsffraction=0.3,
                     threshold_sigma=1.0)),

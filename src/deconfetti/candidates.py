@@ -87,6 +87,7 @@ def find_model_components(model_snr: np.ndarray, valid: np.ndarray, threshold: f
     with np.errstate(invalid="ignore"):
         ys, xs = np.nonzero(valid & (snr >= threshold))
     ny, nx = snr.shape
+    centre = snr[ys, xs]
     peak = np.ones(len(ys), dtype=bool)
     for dy in (-1, 0, 1):
         for dx in (-1, 0, 1):
@@ -95,7 +96,7 @@ def find_model_components(model_snr: np.ndarray, valid: np.ndarray, threshold: f
                 inside = (yy >= 0) & (yy < ny) & (xx >= 0) & (xx < nx)
                 beside = np.full(len(ys), -np.inf, dtype=snr.dtype)
                 beside[inside] = snr[yy[inside], xx[inside]]
-                peak &= ~(snr[ys, xs] < beside)  # NaN beside compares False
+                peak &= ~(centre < beside)  # NaN beside compares False
     ys, xs = ys[peak], xs[peak]
     order = np.argsort(-snr[ys, xs], kind="stable")
     points = np.column_stack([ys[order], xs[order]])
