@@ -16,10 +16,12 @@ which emission that varies slowly with frequency cancels.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from scipy import ndimage
 
-from .features import spectral_contrast
+from .features import neighbour_contrast
 
 __all__ = ["highpass_fraction", "highpass", "robust_rms", "channel_rms", "spike_rms"]
 
@@ -30,12 +32,22 @@ def highpass(plane: np.ndarray, valid: np.ndarray, width: float) -> np.ndarray:
     Invalid pixels are left out of the smoothing (normalised convolution) and come out NaN.
     """
     filled = np.where(valid, plane, 0.0).astype(np.float32)
-    weight = ndimage.gaussian_filter(valid.astype(np.float32), width, mode="constant")
+    weight = (_full_weight(valid.shape, width) if valid.all() else
+              ndimage.gaussian_filter(valid.astype(np.float32), width, mode="constant"))
     smooth = ndimage.gaussian_filter(filled, width, mode="constant")
     with np.errstate(invalid="ignore", divide="ignore"):
         out = plane - smooth / weight
     out[~valid | (weight < 0.5)] = np.nan
     return out
+
+
+@functools.lru_cache(maxsize=16)
+def _full_weight(shape: tuple[int, int], width: float) -> np.ndarray:
+    """`highpass`' weight where every pixel is valid (the same for every tile of a
+    shape: the smoothing's fall-off at the edges); read-only."""
+    weight = ndimage.gaussian_filter(np.ones(shape, dtype=np.float32), width, mode="constant")
+    weight.flags.writeable = False
+    return weight
 
 
 def highpass_fraction(width: float, *, psf: np.ndarray | None = None,
@@ -175,16 +187,25 @@ def spike_rms(residual: np.ndarray, valid: np.ndarray, core: slice, *, clip: flo
     ndarray, shape (ncore,)
         Jy/beam; NaN for channels with too few valid pixels, or without neighbours
         (a one-plane product has no spike; use `channel_rms` there).
+
+    Notes
+    -----
+    Planes larger than ``max_samples`` pixels are measured on a regular grid, every
+    ``ceil(sqrt(npix / max_samples))``-th row and column, which reads a fraction of the
+    plane instead of all of it.
     """
     out = np.full(core.stop - core.start, np.nan)
     if len(residual) < 2:
         return out
+    ny, nx = residual.shape[1:]
+    step = max(1, int(np.ceil(np.sqrt(ny * nx / max_samples))))
+    grid = (slice(None, None, step),) * 2
     for i, c in enumerate(range(core.start, core.stop)):
-        ok = valid[c].copy()
-        for n in (c - 1, c + 1):
-            if 0 <= n < len(residual):
-                ok &= valid[n]
+        sides = [n for n in (c - 1, c + 1) if 0 <= n < len(residual)]
+        ok = valid[c][grid].copy()
+        for n in sides:
+            ok &= valid[n][grid]
         if np.count_nonzero(ok) >= 20:
-            out[i] = robust_rms(spectral_contrast(residual, c)[ok], clip=clip,
-                                max_samples=max_samples)
+            spike = neighbour_contrast(residual[c][grid], [residual[n][grid] for n in sides])
+            out[i] = robust_rms(spike[ok], clip=clip, max_samples=max_samples)
     return out

@@ -11,7 +11,8 @@
 9. catalog (`catalog`) and summary.
 
 `scan` runs every stage; `scan_block` is stages 2-5 on one channel block (what a parallel
-or distributed run maps over), a pure function of the products and the block.
+or distributed run maps over), a pure function of the products and the block, whose planes
+`read_block` reads (one block ahead of the scan, in a reader thread).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from .tables import utc_now, versions
 from .stream import (Block, BlockResult, choose_block_channels, choose_workers, plan_blocks,
                      run_blocks, tune_malloc)
 
-__all__ = ["scan", "scan_block", "ScanResult"]
+__all__ = ["scan", "scan_block", "read_block", "ScanResult"]
 
 log = logging.getLogger(__name__)
 
@@ -177,9 +178,10 @@ def scan(products: "Products | str", *, config: Config | None = None,
     work = functools.partial(scan_block, products, config=config, fraction=fraction)
     if client is not None:
         work = functools.partial(_on_dask_worker, work)
+    read = functools.partial(read_block, products, pb_min=config.find.pb_min)
     for done, (block, result) in enumerate(
             run_blocks(work, blocks, store=store, workers=workers, client=client,
-                       tile_depth=products.image.tile_depth), start=1):
+                       tile_depth=products.image.tile_depth, read=read), start=1):
         rms[block.start:block.stop] = result.rms
         unsupported[block.start:block.stop] = result.unsupported
         parts.append(result.columns)
@@ -242,17 +244,12 @@ def scan(products: "Products | str", *, config: Config | None = None,
                       rms=rms, peak=peak, contrast=contrast)
 
 
-def scan_block(products: Products, block: Block, carry: dict | None = None, *,
-               config: Config, fraction: float) -> BlockResult:
-    """Noise, candidates and their measurements for one channel block.
-
-    ``carry`` is shared by consecutive blocks of a run (`deconfetti.stream.run_in_order`):
-    a block leaves there the imprints (psf (*) model) of its channels, and the next block
-    takes over those of the channels they share instead of convolving them again.
-    """
-    carry = {} if carry is None else carry
+def read_block(products: Products, block: Block, *, pb_min: float) -> dict[str, Any]:
+    """The planes a block's scan needs, read from the products (stage 1's reading):
+    ``image``, ``residual`` (Jy/beam) and ``model`` (Jy/pixel, NaN set to 0) over the
+    block's read channels, ``valid`` (finite image and residual, pb >= ``pb_min``) and
+    ``pb`` of the core channels (None without a pb)."""
     start, stop = block.read_start, block.read_stop
-    core = block.core
     image = products.read("image", start, stop)
     model = zero_nan(products.read("model", start, stop))
     residual = products.read("residual", start, stop)
@@ -260,8 +257,29 @@ def scan_block(products: Products, block: Block, carry: dict | None = None, *,
     pb = products.read("pb", start, stop) if products.pb is not None else None
     if pb is not None:
         with np.errstate(invalid="ignore"):
-            valid &= pb >= config.find.pb_min  # NaN compares False
-        pb = pb[core].copy()  # the halo's pb is not needed again
+            valid &= pb >= pb_min  # NaN compares False
+        pb = pb[block.core].copy()  # the halo's pb is not needed again
+    return {"image": image, "model": model, "residual": residual, "valid": valid, "pb": pb}
+
+
+def scan_block(products: Products, block: Block, carry: dict | None = None,
+               planes: dict[str, Any] | None = None, *, config: Config,
+               fraction: float) -> BlockResult:
+    """Noise, candidates and their measurements for one channel block.
+
+    ``carry`` is shared by consecutive blocks of a run (`deconfetti.stream.run_in_order`):
+    a block leaves there the imprints (psf (*) model) and the model's 3x3 maxima of its
+    last channels, and the next block takes over those of the channels they share instead
+    of computing them again.
+    ``planes`` are the block's planes from `read_block` (read here when not given).
+    """
+    carry = {} if carry is None else carry
+    start, stop = block.read_start, block.read_stop
+    core = block.core
+    if planes is None:
+        planes = read_block(products, block, pb_min=config.find.pb_min)
+    image, model, residual = planes["image"], planes["model"], planes["residual"]
+    valid, pb = planes["valid"], planes["pb"]
     beam = products.beam_pixels[start:stop]
     ppb = products.pixels_per_beam[start:stop]
 
@@ -277,7 +295,9 @@ def scan_block(products: Products, block: Block, carry: dict | None = None, *,
                                       max_samples=config.noise.max_samples)
     chan, ys, xs, found_by = [], [], [], []
     negatives = {name: [] for name in _NEGATIVE}
-    spread = [None] * len(model)  # 3x3 maxima of the model, each plane filtered once
+    # 3x3 maxima of the model, each plane filtered once in a run: a plane's is asked for
+    # by the channels on either side of it, which may be in the next block
+    spread = [carry.get("spread", {}).get(start + n) for n in range(len(model))]
     for c in range(core.start, core.stop):
         if not (np.isfinite(rms[c]) and np.isfinite(spike_noise[c])):
             continue
@@ -305,6 +325,8 @@ def scan_block(products: Products, block: Block, carry: dict | None = None, *,
             negatives["y"].append(dips[:, 0])
             negatives["x"].append(dips[:, 1])
             negatives["strength"].append(-spike_snr[dips[:, 0], dips[:, 1]])
+    carry["spread"] = {start + n: plane for n, plane in enumerate(spread)
+                       if plane is not None and start + n >= block.stop - 1}
     chan, ys, xs = (np.concatenate(a).astype(int) if a else np.zeros(0, int)
                     for a in (chan, ys, xs))
     found_by = np.concatenate(found_by) if found_by else np.zeros(0, str)
@@ -367,13 +389,13 @@ def scan_block(products: Products, block: Block, carry: dict | None = None, *,
                        negatives=negatives, peak=peak, maps=maps)
 
 
-def _on_dask_worker(work: Callable, block: Block, carry: dict) -> BlockResult:
-    """``work(block, carry)`` as a dask task: its large FFTs on as many threads as the
-    worker has, not on every core of a node that several workers share."""
+def _on_dask_worker(work: Callable, block: Block, carry: dict, planes: dict) -> BlockResult:
+    """``work(block, carry, planes)`` as a dask task: its large FFTs on as many threads as
+    the worker has, not on every core of a node that several workers share."""
     from distributed import get_worker
 
     with fft_threads(get_worker().state.nthreads):
-        return work(block, carry)
+        return work(block, carry, planes)
 
 
 class _Planes(dict):

@@ -128,13 +128,13 @@ def plan_runs(blocks: list[Block], *, workers: int, tile_depth: int = 1) -> list
     return runs
 
 
-def run_blocks(work: Callable[[Block, dict], BlockResult], blocks: list[Block], *,
-               store: Any, workers: int, client: Any, tile_depth: int
-               ) -> Iterator[tuple[Block, BlockResult]]:
-    """Yield ``(block, work(block, carry))`` in block order: stored blocks from ``store``,
-    the others computed in runs of consecutive blocks (`run_in_order`) on ``client``
-    (``work`` must pickle), or here on ``workers`` threads that share the product
-    handles (twice as many runs as threads, for balance).
+def run_blocks(work: Callable[[Block, dict, Any], BlockResult], blocks: list[Block], *,
+               read: Callable[[Block], Any], store: Any, workers: int, client: Any,
+               tile_depth: int) -> Iterator[tuple[Block, BlockResult]]:
+    """Yield ``(block, work(block, carry, read(block)))`` in block order: stored blocks
+    from ``store``, the others computed in runs of consecutive blocks (`run_in_order`) on
+    ``client`` (``work`` and ``read`` must pickle), or here on ``workers`` threads that
+    share the product handles (twice as many runs as threads, for balance).
 
     Computed blocks are stored a run at a time, the run's peak map in its first block,
     so that the store holds one peak map per run.
@@ -146,15 +146,17 @@ def run_blocks(work: Callable[[Block, dict], BlockResult], blocks: list[Block], 
     last = {run[-1]: run for run in runs}
     with contextlib.ExitStack() as stack:
         if client is not None and todo:
-            futures = client.map(run_in_order, [work] * len(runs), runs, pure=False)
+            futures = client.map(run_in_order, [work] * len(runs), runs, [read] * len(runs),
+                                 pure=False)
             computed = itertools.chain.from_iterable(future.result() for future in futures)
         elif workers > 1 and len(runs) > 1:
             pool = stack.enter_context(concurrent.futures.ThreadPoolExecutor(workers))
             stack.callback(pool.shutdown, wait=True, cancel_futures=True)
             computed = itertools.chain.from_iterable(
-                pool.map(functools.partial(run_in_order, work), runs))
+                pool.map(functools.partial(run_in_order, work, read=read), runs))
         else:
-            computed = itertools.chain.from_iterable(run_in_order(work, run) for run in runs)
+            computed = itertools.chain.from_iterable(run_in_order(work, run, read)
+                                                     for run in runs)
         computed = iter(computed)
         batch: list[BlockResult] = []
         for block in blocks:
@@ -171,17 +173,25 @@ def run_blocks(work: Callable[[Block, dict], BlockResult], blocks: list[Block], 
                     batch = []
 
 
-def run_in_order(work: Callable[[Block, dict], BlockResult], blocks: list[Block]
-                 ) -> list[BlockResult]:
-    """``work(block, carry)`` over consecutive blocks in order (a worker's task), so that
-    each block's halo comes from the previous read and ``carry``, one dict for the run,
-    holds what a block leaves to the next. The run's peak map is returned in the first
-    block's result, None in the others."""
+def run_in_order(work: Callable[[Block, dict, Any], BlockResult], blocks: list[Block],
+                 read: Callable[[Block], Any]) -> list[BlockResult]:
+    """``work(block, carry, read(block))`` over consecutive blocks in order (a worker's
+    task), so that each block's halo comes from the previous read and ``carry``, one dict
+    for the run, holds what a block leaves to the next. A reader thread reads the next
+    block while this one is worked on (python-casacore and numpy release the GIL), so at
+    most two blocks' planes are held. The run's peak map is returned in the first block's
+    result, None in the others."""
     tune_malloc()
     results: list[BlockResult] = []
     carry: dict = {}
-    for block in blocks:
-        _fold_peak(results, work(block, carry))
+    # one thread reads the whole run: the products keep each thread's last planes for
+    # the next block's halo
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="reader") as reader:
+        ahead = reader.submit(read, blocks[0]) if blocks else None
+        for i, block in enumerate(blocks):
+            planes = ahead.result()
+            ahead = reader.submit(read, blocks[i + 1]) if i + 1 < len(blocks) else None
+            _fold_peak(results, work(block, carry, planes))
     return results
 
 

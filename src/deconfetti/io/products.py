@@ -10,6 +10,8 @@ float32, with masked pixels (outside ``pblimit``) as NaN. The Stokes axis is dro
 
 from __future__ import annotations
 
+import functools
+
 import math
 import threading
 import warnings
@@ -229,26 +231,27 @@ class Products:
             return np.full(self.nchan, np.nan)
         return constants.c.to_value(u.km / u.s) * (1 - self.frequency / rest)
 
-    @property
+    @functools.cached_property
     def pixel_scale(self) -> float:
         """Pixel size in arcsec (geometric mean of the two axes)."""
         scales = [abs(s.to_value(u.arcsec)) for s in self.celestial.proj_plane_pixel_scales()]
         return float(np.sqrt(scales[0] * scales[1]))
 
-    @property
+    @functools.cached_property
     def pixels_per_beam(self) -> np.ndarray:
-        """Restoring-beam area over pixel area, per channel, shape ``(nchan,)``."""
+        """Restoring-beam area over pixel area, per channel, shape ``(nchan,)``
+        (read-only: computed once)."""
         area = self.beams.sr.to_value(u.arcsec ** 2)
-        return np.asarray(area, dtype=float) / self.pixel_scale ** 2
+        return _read_only(np.asarray(area, dtype=float) / self.pixel_scale ** 2)
 
-    @property
+    @functools.cached_property
     def beam_pixels(self) -> np.ndarray:
         """Restoring beam per channel: major FWHM (pixels), minor FWHM (pixels), PA (deg),
-        shape ``(nchan, 3)``."""
+        shape ``(nchan, 3)`` (read-only: computed once)."""
         scale = self.pixel_scale
-        return np.column_stack([self.beams.major.to_value(u.arcsec) / scale,
-                                self.beams.minor.to_value(u.arcsec) / scale,
-                                self.beams.pa.to_value(u.deg)])
+        return _read_only(np.column_stack([self.beams.major.to_value(u.arcsec) / scale,
+                                           self.beams.minor.to_value(u.arcsec) / scale,
+                                           self.beams.pa.to_value(u.deg)]))
 
     def read(self, kind: str, start: int, stop: int,
              window: tuple[slice, slice] | None = None) -> np.ndarray:
@@ -486,6 +489,11 @@ def _choose_beams(opened: dict[str, Product]) -> Beams:
                          pa=np.array([b.pa.to_value(u.deg) for b in beams]) * u.deg)
     raise InputError(f"{opened['image'].path}: no restoring beam recorded "
                      "(expected BMAJ/BMIN/BPA or CASA restoringbeam)")
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
 
 
 def _fmt_shape(shape: tuple) -> str:
