@@ -15,8 +15,8 @@ def test_blocks_cover_every_channel_once_with_a_one_channel_halo():
     np.testing.assert_array_equal(core, [4, 5, 6, 7])
 
 
-@pytest.mark.parametrize("memory_mb, depth, expected", [(1024, 4, 4), (1024, 1, 5), (600, 4, 1),
-                                                        (600, 8, 1), (2048, 16, 16)])
+@pytest.mark.parametrize("memory_mb, depth, expected", [(1024, 4, 2), (1024, 1, 3), (600, 4, 1),
+                                                        (600, 8, 1), (2048, 16, 8), (4096, 16, 16)])
 def test_block_size_follows_memory_and_tile_depth(memory_mb, depth, expected):
     # 2048 x 2048 planes: 16 MiB each
     size = choose_block_channels((4000, 2048, 2048), memory_mb=memory_mb, tile_depth=depth)
@@ -45,8 +45,8 @@ def test_runs_break_where_blocks_are_missing():
 
 
 @pytest.mark.parametrize("shape, memory_mb, cores, expected", [
-    ((64, 2048, 2048), 512, 2, 1),   # a one-channel block is ~576 MB: one thread
-    ((64, 2048, 2048), 1200, 2, 2),
+    ((64, 2048, 2048), 512, 2, 1),   # a one-channel block is ~656 MB: one thread
+    ((64, 2048, 2048), 1400, 2, 2),
     ((64, 1024, 1024), 512, 2, 2),
     ((64, 1024, 1024), 512, 8, 3),
     ((64, 4096, 4096), 512, 2, 1),   # never fewer than one
@@ -70,3 +70,33 @@ def test_checkpoint_keeps_the_data_test_maps(sim_fits, tmp_path):
     assert [m.shape for m in back.maps] == [(2, 3), (4, 5)]
     for a, b in zip(back.maps, maps):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("ahead", [True, False])
+def test_a_run_reads_each_block_once_in_order_one_block_ahead_at_most(ahead):
+    import threading
+
+    from deconfetti.stream import BlockResult, run_in_order
+
+    blocks = plan_blocks(6, 2)
+    events, readers = [], set()
+
+    def read(block):
+        events.append(("read", block.start))
+        readers.add(threading.get_ident())
+        return {"start": block.start}
+
+    def work(block, carry, planes):
+        assert planes == {"start": block.start}
+        carry.setdefault("seen", []).append(block.start)
+        events.append(("work", block.start))
+        return BlockResult(rms=np.zeros(2), unsupported=np.zeros(2), columns={},
+                           negatives={}, peak=np.full((1, 1), float(block.start)))
+
+    results = run_in_order(work, blocks, read, ahead=ahead)
+    assert [e for e in events if e[0] == "read"] == [("read", b.start) for b in blocks]
+    for i, block in enumerate(blocks):  # block i+2 is never read before block i is done
+        if i + 2 < len(blocks):
+            assert events.index(("read", blocks[i + 2].start)) > events.index(("work", block.start))
+    assert len(readers) == 1 and (threading.get_ident() in readers) != ahead
+    assert results[0].peak[0, 0] == 4.0 and all(r.peak is None for r in results[1:])

@@ -24,8 +24,9 @@ __all__ = ["Block", "BlockResult", "plan_blocks", "plan_runs", "choose_block_cha
            "RUN_TILES"]
 
 #: float32 planes held per core channel of a block: image, model, residual, pb, psf and
-#: the validity mask (bool), rounded up
-PLANES_PER_CHANNEL = 6
+#: the validity mask (bool), and the image, model, residual, pb and mask of the next
+#: block, read ahead (`run_in_order`), rounded up
+PLANES_PER_CHANNEL = 11
 #: float32-plane equivalents held whatever the block size: the halo channels of the five
 #: products, the planes each product keeps for the next block's halo, the per-channel
 #: feature maps and temporaries
@@ -133,8 +134,9 @@ def run_blocks(work: Callable[[Block, dict, Any], BlockResult], blocks: list[Blo
                tile_depth: int) -> Iterator[tuple[Block, BlockResult]]:
     """Yield ``(block, work(block, carry, read(block)))`` in block order: stored blocks
     from ``store``, the others computed in runs of consecutive blocks (`run_in_order`) on
-    ``client`` (``work`` and ``read`` must pickle), or here on ``workers`` threads that
-    share the product handles (twice as many runs as threads, for balance).
+    ``client`` (``work`` and ``read`` must pickle; a task reads its blocks itself), or
+    here on ``workers`` threads that share the product handles (twice as many runs as
+    threads, for balance), each with a reader thread reading its next block.
 
     Computed blocks are stored a run at a time, the run's peak map in its first block,
     so that the store holds one peak map per run.
@@ -147,7 +149,7 @@ def run_blocks(work: Callable[[Block, dict, Any], BlockResult], blocks: list[Blo
     with contextlib.ExitStack() as stack:
         if client is not None and todo:
             futures = client.map(run_in_order, [work] * len(runs), runs, [read] * len(runs),
-                                 pure=False)
+                                 ahead=False, pure=False)
             computed = itertools.chain.from_iterable(future.result() for future in futures)
         elif workers > 1 and len(runs) > 1:
             pool = stack.enter_context(concurrent.futures.ThreadPoolExecutor(workers))
@@ -174,23 +176,31 @@ def run_blocks(work: Callable[[Block, dict, Any], BlockResult], blocks: list[Blo
 
 
 def run_in_order(work: Callable[[Block, dict, Any], BlockResult], blocks: list[Block],
-                 read: Callable[[Block], Any]) -> list[BlockResult]:
+                 read: Callable[[Block], Any], *, ahead: bool = True) -> list[BlockResult]:
     """``work(block, carry, read(block))`` over consecutive blocks in order (a worker's
     task), so that each block's halo comes from the previous read and ``carry``, one dict
-    for the run, holds what a block leaves to the next. A reader thread reads the next
-    block while this one is worked on (python-casacore and numpy release the GIL), so at
-    most two blocks' planes are held. The run's peak map is returned in the first block's
-    result, None in the others."""
+    for the run, holds what a block leaves to the next. The run's peak map is returned in
+    the first block's result, None in the others.
+
+    With ``ahead``, a reader thread reads the next block while this one is worked on
+    (python-casacore and numpy release the GIL), so at most two blocks' planes are held.
+    A dask task goes without (``ahead=False``): it runs on the cores its worker was
+    given, and the cluster scales by workers.
+    """
     tune_malloc()
     results: list[BlockResult] = []
     carry: dict = {}
+    if not ahead:
+        for block in blocks:
+            _fold_peak(results, work(block, carry, read(block)))
+        return results
     # one thread reads the whole run: the products keep each thread's last planes for
     # the next block's halo
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="reader") as reader:
-        ahead = reader.submit(read, blocks[0]) if blocks else None
+        coming = reader.submit(read, blocks[0]) if blocks else None
         for i, block in enumerate(blocks):
-            planes = ahead.result()
-            ahead = reader.submit(read, blocks[i + 1]) if i + 1 < len(blocks) else None
+            planes = coming.result()
+            coming = reader.submit(read, blocks[i + 1]) if i + 1 < len(blocks) else None
             _fold_peak(results, work(block, carry, planes))
     return results
 
