@@ -4,6 +4,11 @@ from deconfetti.candidates import (find_candidates, find_model_components, find_
                                    link_channels, near_any, spike_reliability)
 
 
+def _alone(plane):
+    """A model block of one channel: its excess is the plane itself."""
+    return np.asarray(plane, dtype=np.float32)[np.newaxis]
+
+
 def test_a_feature_spanning_pixels_is_one_candidate():
     snr = np.zeros((30, 30))
     snr[10:14, 10:15] = 6.0
@@ -29,13 +34,13 @@ def test_invalid_pixels_are_not_candidates():
     valid = np.ones_like(snr, bool)
     valid[5, 5] = False
     assert len(find_spikes(snr, valid, 5.0)) == 0
-    assert len(find_model_components(snr, valid, 3.0, 2.0)) == 0
+    assert len(find_model_components(_alone(snr), 0, valid, 1.0, 3.0, 2.0)) == 0
 
 
 def test_model_components_one_per_beam_brightest_kept():
     snr = np.zeros((20, 20))
     snr[5, 5], snr[5, 8], snr[15, 15] = 10.0, 6.0, 4.0
-    points = find_model_components(snr, np.ones_like(snr, bool), 3.0, radius=4.0)
+    points = find_model_components(_alone(snr), 0, np.ones_like(snr, bool), 1.0, 3.0, radius=4.0)
     assert [tuple(p) for p in points] == [(5, 5), (15, 15)]
 
 
@@ -45,8 +50,8 @@ def test_model_component_joins_a_nearby_spike():
     model = np.zeros((20, 20))
     model[6, 5] = 20.0
     model[15, 15] = 5.0
-    points, how = find_candidates(spike, model, np.ones_like(spike, bool), threshold=5.0,
-                                  model_threshold=3.0, radius=3.0)
+    points, how = find_candidates(spike, _alone(model), 0, np.ones_like(spike, bool), 1.0,
+                                  threshold=5.0, model_threshold=3.0, radius=3.0)
     assert [tuple(p) for p in points] == [(5, 5), (15, 15)]
     assert list(how) == ["spike+model", "model"]
 
@@ -99,5 +104,31 @@ def test_a_model_component_at_the_edge_or_beside_nan_is_a_local_maximum():
     snr[0, 0], snr[11, 6], snr[6, 6] = 9.0, 8.0, 7.0
     snr[6, 7] = np.nan
     snr[11, 5] = 8.5  # brighter neighbour: (11, 6) is not a maximum
-    points = find_model_components(snr, np.ones_like(snr, bool), 3.0, radius=1.0)
+    points = find_model_components(_alone(snr), 0, np.ones_like(snr, bool), 1.0, 3.0,
+                                   radius=1.0)
     assert [tuple(p) for p in points] == [(0, 0), (11, 5), (6, 6)]
+
+
+def test_model_components_are_those_of_the_whole_plane_excess():
+    """Computing the excess only where the model minus its adjacent channels reaches the
+    threshold finds what thresholding the whole excess plane finds, in its order."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(11)
+    model = rng.normal(0, 1.0, (3, 60, 50)).astype(np.float32)
+    model[:, 20:23, 30:33] += 4.0  # a component in every channel: no excess
+    model[1, 40, 10] += 9.0
+    model[1, 0, 49] += 6.0  # at a corner: beyond the plane counts as 0
+    valid = rng.random((60, 50)) > 0.05
+    rms = np.float64(0.45)
+    beside = np.maximum(*(ndimage.maximum_filter(model[n], 3, mode="constant") for n in (0, 2)))
+    snr = np.subtract(model[1], beside, dtype=np.float32)
+    snr /= rms
+    ys, xs = np.nonzero(valid & (snr >= 3.0))
+    peak = [all(not snr[y, x] < snr[v, u] for v in range(max(0, y - 1), min(60, y + 2))
+                for u in range(max(0, x - 1), min(50, x + 2))) for y, x in zip(ys, xs)]
+    ys, xs = ys[peak], xs[peak]
+    order = np.argsort(-snr[ys, xs], kind="stable")
+    expected = [(int(y), int(x)) for y, x in zip(ys[order], xs[order])]
+    found = find_model_components(model, 1, valid, rms, 3.0, radius=0.5)
+    assert len(expected) > 5 and [tuple(p) for p in found] == expected

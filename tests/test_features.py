@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from deconfetti.features import (Imprint, contrast_at, neighbour_max, psf_convolve,
-                                 ring_offsets, spectral_contrast, spread_max)
+from deconfetti.features import (Imprint, contrast_at, model_excess, psf_convolve,
+                                 ring_offsets, spectral_contrast)
 
 
 def test_psf_convolve_is_scipys_convolution_about_the_psf_peak():
@@ -80,14 +80,16 @@ def test_spectral_contrast_and_edges():
     np.testing.assert_allclose(points, [8.0, -10.0])
 
 
-def test_neighbour_max_spreads_3x3_of_adjacent_channels():
+def test_model_excess_takes_off_the_brightest_3x3_pixel_of_adjacent_channels():
     block = np.zeros((3, 5, 5), np.float32)
+    block[1] = 3.0
     block[0, 2, 3] = 1.0
     block[2, 0, 0] = 2.0
-    spread = [spread_max(p) for p in block]
-    out = neighbour_max(spread, 1)
-    assert out[1, 2] == 1.0 and out[1, 1] == 2.0 and out[4, 4] == 0.0
-    assert neighbour_max(spread[:1], 0) == 0
+    out = model_excess(block, 1, np.array([1, 1, 4, 2]), np.array([2, 1, 4, 2]))
+    assert out.tolist() == [2.0, 1.0, 3.0, 2.0] and out.dtype == np.float32
+    # at the cube's edge one side counts; a plane alone keeps its values
+    assert model_excess(block[:2], 1, np.array([1]), np.array([2])).tolist() == [2.0]
+    assert model_excess(block[1:2], 0, np.array([0]), np.array([0])).tolist() == [3.0]
 
 
 def test_ring_offsets_lie_on_the_circle():
@@ -97,14 +99,18 @@ def test_ring_offsets_lie_on_the_circle():
     assert np.all(np.abs(radius - 7.5) < 0.75)
 
 
-def test_spread_max_equals_a_zero_padded_maximum_filter():
+def test_model_excess_equals_a_zero_padded_maximum_filter_of_the_sides():
     from scipy import ndimage
 
     rng = np.random.default_rng(4)
-    for shape in ((1, 1), (2, 5), (17, 23)):
-        plane = rng.normal(size=shape).astype(np.float32) - 0.5
-        np.testing.assert_array_equal(spread_max(plane),
-                                      ndimage.maximum_filter(plane, 3, mode="constant"))
+    for shape in ((3, 1, 1), (3, 2, 5), (2, 17, 23)):
+        block = rng.normal(size=shape).astype(np.float32) - 0.5
+        sides = [ndimage.maximum_filter(block[n], 3, mode="constant") for n in (0, 2)
+                 if n < shape[0]]
+        ys, xs = np.indices(shape[1:]).reshape(2, -1)
+        np.testing.assert_array_equal(
+            model_excess(block, 1, ys, xs),
+            (block[1] - np.maximum(sides[0], sides[-1])).ravel())
 
 
 def test_large_ffts_use_the_threads_they_are_given():

@@ -21,6 +21,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from .features import model_excess
+
 __all__ = ["find_spikes", "find_model_components", "find_candidates", "link_channels",
            "false_alarm",
            "spike_reliability", "near_any"]
@@ -77,37 +79,64 @@ def _label_sparse(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(groups), np.concatenate(indices)
 
 
-def find_model_components(model_snr: np.ndarray, valid: np.ndarray, threshold: float,
-                          radius: float) -> np.ndarray:
-    """Local maxima of ``model_snr >= threshold``, at most one within ``radius`` pixels.
+def find_model_components(model: np.ndarray, chan: int, valid: np.ndarray, rms: float,
+                          threshold: float, radius: float) -> np.ndarray:
+    """Local maxima of the model excess (`deconfetti.features.model_excess`) of block
+    channel ``chan``, in ``rms``, at or above ``threshold``; at most one within
+    ``radius`` pixels.
 
-    Returns ``(y, x)`` as an int array of shape ``(n, 2)``, brightest first.
+    Parameters
+    ----------
+    model : ndarray, shape (nread, ny, nx)
+        Model block, Jy/pixel.
+    valid : ndarray of bool, shape (ny, nx)
+    rms : float
+        Noise of the channel, Jy/beam (a model pixel of S Jy restores to S Jy/beam).
+
+    Returns
+    -------
+    ndarray of int, shape (n, 2)
+        ``(y, x)``, brightest first.
     """
-    snr = model_snr
+    def excess(ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        snr = model_excess(model, chan, ys, xs)
+        snr /= np.float64(rms)
+        return snr
+
+    # the excess is at most the model minus the adjacent channels' at the same pixel, by
+    # the same arithmetic: the pixels where that reaches the threshold hold all those
+    # where the excess does, and the excess is computed only there and beside them
+    sides = [model[n] for n in (chan - 1, chan + 1) if 0 <= n < len(model)]
     with np.errstate(invalid="ignore"):
-        ys, xs = np.nonzero(valid & (snr >= threshold))
-    ny, nx = snr.shape
-    centre = snr[ys, xs]
+        bound = np.subtract(model[chan], np.maximum(sides[0], sides[-1]) if sides
+                            else np.float32(0.0), dtype=np.float32)
+        bound /= np.float64(rms)
+        ys, xs = np.nonzero(valid & (bound >= threshold))
+        del bound
+        centre = excess(ys, xs)
+        keep = centre >= threshold
+    ys, xs, centre = ys[keep], xs[keep], centre[keep]
+    ny, nx = valid.shape
     peak = np.ones(len(ys), dtype=bool)
     for dy in (-1, 0, 1):
         for dx in (-1, 0, 1):
             if dy or dx:  # a neighbour outside the plane or NaN does not count
                 yy, xx = ys + dy, xs + dx
                 inside = (yy >= 0) & (yy < ny) & (xx >= 0) & (xx < nx)
-                beside = np.full(len(ys), -np.inf, dtype=snr.dtype)
-                beside[inside] = snr[yy[inside], xx[inside]]
+                beside = np.full(len(ys), -np.inf, dtype=np.float32)
+                beside[inside] = excess(yy[inside], xx[inside])
                 peak &= ~(centre < beside)  # NaN beside compares False
-    ys, xs = ys[peak], xs[peak]
-    order = np.argsort(-snr[ys, xs], kind="stable")
-    points = np.column_stack([ys[order], xs[order]])
+    order = np.argsort(-centre[peak], kind="stable")
+    points = np.column_stack([ys[peak][order], xs[peak][order]])
     return _suppress(points, radius)
 
 
-def find_candidates(spike_snr: np.ndarray, model_snr: np.ndarray, valid: np.ndarray, *,
-                    threshold: float, model_threshold: float, radius: float,
+def find_candidates(spike_snr: np.ndarray, model: np.ndarray, chan: int, valid: np.ndarray,
+                    rms: float, *, threshold: float, model_threshold: float, radius: float,
                     spikes: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Candidates of one channel: spikes, plus model components not within ``radius``
-    of a spike.
+    """Candidates of block channel ``chan``: spikes of ``spike_snr`` (that channel's,
+    in spike rms), plus model components (`find_model_components` of the model block,
+    in ``rms``) not within ``radius`` of a spike.
 
     Returns
     -------
@@ -117,7 +146,7 @@ def find_candidates(spike_snr: np.ndarray, model_snr: np.ndarray, valid: np.ndar
         'spike', 'spike+model' or 'model'.
     """
     peaks = find_spikes(spike_snr, valid, threshold) if spikes else np.empty((0, 2), int)
-    components = find_model_components(model_snr, valid, model_threshold, radius)
+    components = find_model_components(model, chan, valid, rms, model_threshold, radius)
     found_by = np.full(len(peaks), "spike", dtype=object)
     if len(peaks) and len(components):
         near = cKDTree(peaks).query(components, distance_upper_bound=radius)[0] <= radius

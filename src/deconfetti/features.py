@@ -13,8 +13,8 @@ import threading
 import numpy as np
 from scipy import fft as sfft
 
-__all__ = ["zero_nan", "neighbour_contrast", "spectral_contrast", "contrast_at", "neighbour_max",
-           "spread_max", "disk", "ring_offsets", "gaussian_beam", "gaussian_kernel",
+__all__ = ["zero_nan", "neighbour_contrast", "spectral_contrast", "contrast_at", "model_excess",
+           "disk", "ring_offsets", "gaussian_beam", "gaussian_kernel",
            "beam_spectrum", "psf_spectrum", "convolve_periodic", "psf_peak", "psf_convolve",
            "fft_threads", "Imprint"]
 
@@ -84,33 +84,27 @@ def contrast_at(block: np.ndarray, chan: np.ndarray, ys: np.ndarray,
     return neighbour_contrast(block[chan, ys, xs].astype(np.float64), sides, present)
 
 
-def neighbour_max(spread: list, chan: int) -> np.ndarray | np.float32:
-    """Largest of ``spread[chan - 1]`` and ``spread[chan + 1]``.
-
-    ``spread`` holds, per channel of a block, the model's 3x3 maximum filter (`spread_max`)
-    or None for channels not needed; returns ``(ny, nx)``, or 0 when ``chan`` has no
-    neighbour (a one-plane product).
-    """
-    planes = [spread[c] for c in (chan - 1, chan + 1) if 0 <= c < len(spread)]
-    if not planes:
-        return np.float32(0.0)
-    return np.maximum(planes[0], planes[-1])
-
-
-def spread_max(plane: np.ndarray) -> np.ndarray:
-    """3x3 maximum filter of one plane, zero outside it (shifted maxima, one pass per
-    direction; the same as ``ndimage.maximum_filter(plane, 3, mode='constant')``)."""
-    rows = plane.copy()
-    np.maximum(rows[1:], plane[:-1], out=rows[1:])
-    np.maximum(rows[:-1], plane[1:], out=rows[:-1])
-    rows[0] = np.maximum(rows[0], 0)
-    rows[-1] = np.maximum(rows[-1], 0)
-    out = rows.copy()
-    np.maximum(out[:, 1:], rows[:, :-1], out=out[:, 1:])
-    np.maximum(out[:, :-1], rows[:, 1:], out=out[:, :-1])
-    out[:, 0] = np.maximum(out[:, 0], 0)
-    out[:, -1] = np.maximum(out[:, -1], 0)
-    return out
+def model_excess(model: np.ndarray, chan: int, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """Model of block channel ``chan`` at the pixels ``(ys, xs)`` minus the brightest
+    model pixel within 3x3 pixels of each in the adjacent channels (a pixel beyond the
+    plane counts as 0; without an adjacent channel, nothing is taken off), float32, the
+    model's unit: how much of a component the adjacent channels do not have."""
+    ys, xs = np.asarray(ys, dtype=np.intp), np.asarray(xs, dtype=np.intp)
+    sides = [model[n] for n in (chan - 1, chan + 1) if 0 <= n < len(model)]
+    centre = model[chan][ys, xs]
+    if not sides:
+        return np.subtract(centre, np.float32(0.0), dtype=np.float32)
+    ny, nx = model.shape[1:]
+    brightest = np.full(len(ys), -np.inf, dtype=np.float32)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            yy, xx = ys + dy, xs + dx
+            inside = (yy >= 0) & (yy < ny) & (xx >= 0) & (xx < nx)
+            yy, xx = np.where(inside, yy, 0), np.where(inside, xx, 0)
+            for side in sides:
+                np.maximum(brightest, np.where(inside, side[yy, xx], np.float32(0.0)),
+                           out=brightest)
+    return np.subtract(centre, brightest, dtype=np.float32)
 
 
 @functools.lru_cache(maxsize=64)

@@ -12,7 +12,8 @@
 
 `scan` runs every stage; `scan_block` is stages 2-5 on one channel block (what a parallel
 or distributed run maps over), a pure function of the products and the block, whose planes
-`read_block` reads (one block ahead of the scan, in a reader thread).
+and thermal noise `read_block` reads and measures (one block ahead of the scan, in a
+reader thread).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from .catalog import COLUMNS, empty_catalog, make_catalog
 from .classify import CLASSES, classify, diverged, mark_unconverged, unconverged
 from .config import Config
 from .errors import DeconfettiWarning, InputError
-from .features import fft_threads, neighbour_max, spectral_contrast, spread_max, zero_nan
+from .features import fft_threads, spectral_contrast, zero_nan
 from .datatest import Imprints, NullSample, contrast_map, data_test, map_half, map_window
 from .measure import measure_candidates
 from .noise import channel_rms, highpass_fraction, spike_rms
@@ -178,7 +179,7 @@ def scan(products: "Products | str", *, config: Config | None = None,
     work = functools.partial(scan_block, products, config=config, fraction=fraction)
     if client is not None:
         work = functools.partial(_on_dask_worker, work)
-    read = functools.partial(read_block, products, pb_min=config.find.pb_min)
+    read = functools.partial(read_block, products, config=config, fraction=fraction)
     for done, (block, result) in enumerate(
             run_blocks(work, blocks, store=store, workers=workers, client=client,
                        tile_depth=products.image.tile_depth, read=read), start=1):
@@ -244,11 +245,16 @@ def scan(products: "Products | str", *, config: Config | None = None,
                       rms=rms, peak=peak, contrast=contrast)
 
 
-def read_block(products: Products, block: Block, *, pb_min: float) -> dict[str, Any]:
-    """The planes a block's scan needs, read from the products (stage 1's reading):
+def read_block(products: Products, block: Block, *, config: Config,
+               fraction: float) -> dict[str, Any]:
+    """The planes a block's scan needs, read from the products (stage 1's reading), and
+    their thermal noise (stage 2's `channel_rms`, here so that the reader thread measures
+    it while the block before is scanned: that balances the two threads' work):
     ``image``, ``residual`` (Jy/beam) and ``model`` (Jy/pixel, NaN set to 0) over the
-    block's read channels, ``valid`` (finite image and residual, pb >= ``pb_min``) and
-    ``pb`` of the core channels (None without a pb)."""
+    block's read channels, ``valid`` (finite image and residual, pb >= ``find.pb_min``),
+    ``pb`` of the core channels (None without a pb), and ``rms`` (Jy/beam) of the core
+    channels (NaN in the halo). ``fraction`` is the cube's
+    `deconfetti.noise.highpass_fraction`."""
     start, stop = block.read_start, block.read_stop
     image = products.read("image", start, stop)
     model = zero_nan(products.read("model", start, stop))
@@ -257,9 +263,15 @@ def read_block(products: Products, block: Block, *, pb_min: float) -> dict[str, 
     pb = products.read("pb", start, stop) if products.pb is not None else None
     if pb is not None:
         with np.errstate(invalid="ignore"):
-            valid &= pb >= pb_min  # NaN compares False
+            valid &= pb >= config.find.pb_min  # NaN compares False
         pb = pb[block.core].copy()  # the halo's pb is not needed again
-    return {"image": image, "model": model, "residual": residual, "valid": valid, "pb": pb}
+    core, noise = block.core, config.noise
+    rms = np.full(stop - start, np.nan)
+    width = noise.highpass_beams * float(np.mean(products.beam_pixels[block.start:block.stop, 0]))
+    rms[core] = channel_rms(residual[core], valid[core], width=width, fraction=fraction,
+                            clip=noise.clip, max_samples=noise.max_samples)
+    return {"image": image, "model": model, "residual": residual, "valid": valid, "pb": pb,
+            "rms": rms}
 
 
 def scan_block(products: Products, block: Block, carry: dict | None = None,
@@ -268,51 +280,35 @@ def scan_block(products: Products, block: Block, carry: dict | None = None,
     """Noise, candidates and their measurements for one channel block.
 
     ``carry`` is shared by consecutive blocks of a run (`deconfetti.stream.run_in_order`):
-    a block leaves there the imprints (psf (*) model) and the model's 3x3 maxima of its
-    last channels, and the next block takes over those of the channels they share instead
-    of computing them again.
+    a block leaves there the imprints (psf (*) model) of its last channels, and the next
+    block takes over those of the channels they share instead of computing them again.
     ``planes`` are the block's planes from `read_block` (read here when not given).
     """
     carry = {} if carry is None else carry
     start, stop = block.read_start, block.read_stop
     core = block.core
     if planes is None:
-        planes = read_block(products, block, pb_min=config.find.pb_min)
+        planes = read_block(products, block, config=config, fraction=fraction)
     image, model, residual = planes["image"], planes["model"], planes["residual"]
     valid, pb = planes["valid"], planes["pb"]
-    beam = products.beam_pixels[start:stop]
-    ppb = products.pixels_per_beam[start:stop]
-
-    rms = np.full(stop - start, np.nan)
-    unsupported = np.full(stop - start, np.nan)
-    rms[core] = channel_rms(residual[core], valid[core],
-                            width=config.noise.highpass_beams * float(np.mean(beam[core, 0])),
-                            fraction=fraction, clip=config.noise.clip,
-                            max_samples=config.noise.max_samples)
+    rms = planes["rms"]
     spike_noise = rms.copy()  # a one-plane product: the "spike" is the image itself
     if products.nchan > 1:
         spike_noise[core] = spike_rms(residual, valid, core, clip=config.noise.clip,
                                       max_samples=config.noise.max_samples)
+    beam = products.beam_pixels[start:stop]
+    ppb = products.pixels_per_beam[start:stop]
+    unsupported = np.full(stop - start, np.nan)
     chan, ys, xs, found_by = [], [], [], []
     negatives = {name: [] for name in _NEGATIVE}
-    # 3x3 maxima of the model, each plane filtered once in a run: a plane's is asked for
-    # by the channels on either side of it, which may be in the next block
-    spread = [carry.get("spread", {}).get(start + n) for n in range(len(model))]
     for c in range(core.start, core.stop):
         if not (np.isfinite(rms[c]) and np.isfinite(spike_noise[c])):
             continue
-        for n in (c - 1, c + 1):
-            if 0 <= n < len(model) and spread[n] is None:
-                spread[n] = spread_max(model[n])
-        if c - 2 >= 0:
-            spread[c - 2] = None
         with np.errstate(invalid="ignore"):
             spike_snr = spectral_contrast(image, c)
             spike_snr /= spike_noise[c]
-            model_snr = np.subtract(model[c], neighbour_max(spread, c), dtype=np.float32)
-            model_snr /= rms[c]
         points, how = find_candidates(
-            spike_snr, model_snr, valid[c], threshold=config.find.threshold,
+            spike_snr, model, c, valid[c], rms[c], threshold=config.find.threshold,
             model_threshold=config.find.model_threshold, radius=float(beam[c, 0]),
             spikes=products.nchan > 1)
         chan.append(np.full(len(points), c))
@@ -325,8 +321,6 @@ def scan_block(products: Products, block: Block, carry: dict | None = None,
             negatives["y"].append(dips[:, 0])
             negatives["x"].append(dips[:, 1])
             negatives["strength"].append(-spike_snr[dips[:, 0], dips[:, 1]])
-    carry["spread"] = {start + n: plane for n, plane in enumerate(spread)
-                       if plane is not None and start + n >= block.stop - 1}
     chan, ys, xs = (np.concatenate(a).astype(int) if a else np.zeros(0, int)
                     for a in (chan, ys, xs))
     found_by = np.concatenate(found_by) if found_by else np.zeros(0, str)
