@@ -21,7 +21,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from .features import model_excess
+from .features import model_excess, model_excess_bound
 
 __all__ = ["find_spikes", "find_model_components", "find_candidates", "link_channels",
            "false_alarm",
@@ -103,13 +103,9 @@ def find_model_components(model: np.ndarray, chan: int, valid: np.ndarray, rms: 
         snr /= np.float64(rms)
         return snr
 
-    # the excess is at most the model minus the adjacent channels' at the same pixel, by
-    # the same arithmetic: the pixels where that reaches the threshold hold all those
-    # where the excess does, and the excess is computed only there and beside them
-    sides = [model[n] for n in (chan - 1, chan + 1) if 0 <= n < len(model)]
+    # the excess is computed only where its bound reaches the threshold, and beside there
     with np.errstate(invalid="ignore"):
-        bound = np.subtract(model[chan], np.maximum(sides[0], sides[-1]) if sides
-                            else np.float32(0.0), dtype=np.float32)
+        bound = model_excess_bound(model, chan)
         bound /= np.float64(rms)
         ys, xs = np.nonzero(valid & (bound >= threshold))
         del bound

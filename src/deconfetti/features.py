@@ -13,8 +13,8 @@ import threading
 import numpy as np
 from scipy import fft as sfft
 
-__all__ = ["zero_nan", "neighbour_contrast", "spectral_contrast", "contrast_at", "model_excess",
-           "disk", "ring_offsets", "gaussian_beam", "gaussian_kernel",
+__all__ = ["zero_nan", "neighbour_contrast", "spectral_contrast", "contrast_at", "adjacent",
+           "model_excess", "model_excess_bound", "disk", "ring_offsets", "gaussian_beam", "gaussian_kernel",
            "beam_spectrum", "psf_spectrum", "convolve_periodic", "psf_peak", "psf_convolve",
            "fft_threads", "Imprint"]
 
@@ -61,8 +61,13 @@ def spectral_contrast(block: np.ndarray, chan: int) -> np.ndarray:
         Same unit as ``block``. A channel with no neighbour (a one-plane product) is
         returned unchanged: its contrast is its value.
     """
-    return neighbour_contrast(block[chan], [block[c] for c in (chan - 1, chan + 1)
-                                            if 0 <= c < len(block)])
+    return neighbour_contrast(block[chan], adjacent(block, chan))
+
+
+def adjacent(block: np.ndarray, chan: int) -> list[np.ndarray]:
+    """The planes of ``block`` beside channel ``chan``: none, one at either end of the
+    cube, or two."""
+    return [block[c] for c in (chan - 1, chan + 1) if 0 <= c < len(block)]
 
 
 def contrast_at(block: np.ndarray, chan: np.ndarray, ys: np.ndarray,
@@ -90,7 +95,7 @@ def model_excess(model: np.ndarray, chan: int, ys: np.ndarray, xs: np.ndarray) -
     plane counts as 0; without an adjacent channel, nothing is taken off), float32, the
     model's unit: how much of a component the adjacent channels do not have."""
     ys, xs = np.asarray(ys, dtype=np.intp), np.asarray(xs, dtype=np.intp)
-    sides = [model[n] for n in (chan - 1, chan + 1) if 0 <= n < len(model)]
+    sides = adjacent(model, chan)
     centre = model[chan][ys, xs]
     if not sides:
         return np.subtract(centre, np.float32(0.0), dtype=np.float32)
@@ -105,6 +110,16 @@ def model_excess(model: np.ndarray, chan: int, ys: np.ndarray, xs: np.ndarray) -
                 np.maximum(brightest, np.where(inside, side[yy, xx], np.float32(0.0)),
                            out=brightest)
     return np.subtract(centre, brightest, dtype=np.float32)
+
+
+def model_excess_bound(model: np.ndarray, chan: int) -> np.ndarray:
+    """`model_excess` bounded from above over the whole plane of block channel ``chan``:
+    the model minus the adjacent channels' at the same pixel (float32). The same
+    arithmetic on a value no larger than the 3x3 maximum, so never below the excess:
+    where the bound is under a threshold, so is the excess."""
+    sides = adjacent(model, chan)
+    return np.subtract(model[chan], np.maximum(sides[0], sides[-1]) if sides
+                       else np.float32(0.0), dtype=np.float32)
 
 
 @functools.lru_cache(maxsize=64)

@@ -182,8 +182,10 @@ def run_in_order(work: Callable[[Block, dict, Any], BlockResult], blocks: list[B
     for the run, holds what a block leaves to the next. The run's peak map is returned in
     the first block's result, None in the others.
 
-    With ``ahead``, a reader thread reads the next block while this one is worked on
-    (python-casacore and numpy release the GIL), so at most two blocks' planes are held.
+    With ``ahead``, a reader thread reads the next block while this one is worked on, so
+    at most two blocks' planes are held. python-casacore holds the GIL while it reads
+    (casacore/python-casacore#209), so what the thread hides is the numpy work of
+    ``read`` (and what else it does, e.g. `deconfetti.pipeline.read_block`'s noise).
     A dask task goes without (``ahead=False``): it runs on the cores its worker was
     given, and the cluster scales by workers.
     """
