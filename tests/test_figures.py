@@ -1,5 +1,7 @@
 """Figures checked for content: right channels, positions, scaling and marks."""
 
+import io
+
 import numpy as np
 import pytest
 
@@ -147,6 +149,56 @@ def test_figures_drawn_on_reused_layouts_are_those_of_new_figures(example_scan):
         drawn = {name: _png_bytes(f, 50) for name, f in reused.draw(cutout).items()}
         fresh = {name: _png_bytes(f, 50) for name, f in figures.evidence(cutout).items()}
         assert drawn == fresh, int(row["id"])
+
+
+def test_pngs_drawn_over_a_kept_background_are_those_of_whole_figures(example_scan):
+    """PNGs whose unchanged parts were drawn for an earlier candidate have the pixels of
+    the whole figure drawn anew, except where a tick mark meets an Axes' frame (the same
+    two black lines blended in the other order): nothing of an earlier candidate is left."""
+    from PIL import Image
+
+    from deconfetti.report import _png_bytes
+
+    catalog = example_scan.candidates
+    middle = catalog[(catalog["channel"] >= 4) & (catalog["channel"] <= 10)]  # 9 maps each
+    rows = [middle[0], middle[1], catalog[0], middle[2], middle[2]]
+    reused = figures.EvidenceFigures(dpi=50)
+    whole_draws = []
+    for layout_name, layout in reused._layouts_of(make_cutout(example_scan.products, rows[0])):
+        draw = layout.figure.canvas.draw
+        layout.figure.canvas.draw = lambda draw=draw, name=layout_name: (
+            whole_draws.append(name), draw())[1]
+    for row in rows:
+        cutout = make_cutout(example_scan.products, row, contrast=example_scan.contrast)
+        pngs = reused.pngs(cutout)
+        fresh = figures.EvidenceFigures(dpi=50).draw(cutout)
+        assert list(pngs) == list(fresh)
+        for name, figure in fresh.items():
+            png = _png_bytes(figure, 50)
+            if png == pngs[name]:
+                continue
+            whole, kept = (np.asarray(Image.open(io.BytesIO(p)), dtype=int)
+                           for p in (png, pngs[name]))
+            assert whole.shape == kept.shape
+            differs = np.abs(whole - kept).max(axis=-1) > 0
+            frames = np.zeros_like(differs)
+            height = differs.shape[0]
+            for ax in figure.axes:
+                box = ax.get_window_extent()
+                rows_, cols = np.ogrid[:height, :differs.shape[1]]
+                y = height - rows_ - 0.5  # pixel centres, y up as in display coordinates
+                x = cols + 0.5
+                inside = ((x > box.x0 - 2) & (x < box.x1 + 2) & (y > box.y0 - 2)
+                          & (y < box.y1 + 2))
+                near_edge = ((np.abs(x - box.x0) < 2) | (np.abs(x - box.x1) < 2)
+                             | (np.abs(y - box.y0) < 2) | (np.abs(y - box.y1) < 2))
+                frames |= inside & near_edge
+            assert not (differs & ~frames).any(), (int(row["id"]), name)
+            assert differs.sum() < 100, (int(row["id"]), name)
+    # the maps and the data test of the later candidates were drawn over a kept background
+    assert whole_draws.count("image_maps") < len(rows)
+    assert whole_draws.count("data_test") < len(rows)
+    assert whole_draws.count("spectra") == len(rows)
 
 
 def test_figures_drawn_in_forked_processes_are_the_same(example_scan):

@@ -86,3 +86,12 @@ def test_the_package_imports_nothing_eagerly():
             " if m in sys.modules]\nprint(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_scan_without_figures_draws_nothing(tmp_path):
+    """matplotlib's figures (half a second of imports) are loaded only to draw."""
+    code = ("import sys, deconfetti\nfrom deconfetti.workflow import scan_to_folder\n"
+            f"scan_to_folder(deconfetti.example_path(), {str(tmp_path / 'scan')!r}, figures=0)\n"
+            "print('matplotlib.figure' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -1,5 +1,7 @@
 """Pinned outputs: the scan folder, repair log, repaired pixels and report of the shipped
-example and two real tclean cases stay identical (apart from dates, versions and paths).
+example and two real tclean cases stay identical (apart from dates, versions and paths,
+and numbers to their last digits: float rounding differs between CPUs and their numpy
+builds, by about 1e-15 relative in the catalogs and 1e-7 in float32 pixels).
 
 Any change of behaviour shows here as a changed file. When a change is meant, regenerate
 the pins with ``DECONFETTI_UPDATE_PINNED=1 pytest tests/test_pinned.py`` and say why in the
@@ -62,20 +64,51 @@ def normalise_ecsv(path: Path, roots: list[str]) -> str:
 
 
 def digest(path: Path) -> str:
-    """sha256 of a file, or of a CASA image's pixels, mask and units."""
+    """sha256 of a file; a CASA image's shape, unit, mask and pixel statistics."""
     if path.is_dir():
         from casacore.images import image
         img = image(str(path))
-        parts = [np.ascontiguousarray(img.getdata()).tobytes(), img.unit().encode(),
-                 str(img.shape()).encode()]
-        parts.append(np.ascontiguousarray(img.getmask()).tobytes())
+        data, mask = img.getdata(), img.getmask()
+        head = hashlib.sha256(str(img.shape()).encode() + img.unit().encode()
+                              + np.ascontiguousarray(mask).tobytes()).hexdigest()
         del img
-        return hashlib.sha256(b"".join(parts)).hexdigest()
+        return f"pixels:{head}:" + json.dumps(_pixel_statistics(data))
     if path.suffix == ".fits":
         from astropy.io import fits
         with fits.open(path) as hdul:
             return hashlib.sha256(np.ascontiguousarray(hdul[0].data).tobytes()).hexdigest()
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _pixel_statistics(data: np.ndarray) -> list[float]:
+    """Count, sum, sum of |x|, root sum of squares, min, max of the finite pixels, and 32
+    pixels spread over the cube."""
+    flat = np.asarray(data, dtype=np.float64).ravel()
+    finite = flat[np.isfinite(flat)]
+    picks = flat[np.linspace(0, flat.size - 1, 32).astype(int)]
+    return [float(v) for v in (finite.size, finite.sum(), np.abs(finite).sum(),
+                               np.sqrt((finite ** 2).sum()), finite.min(), finite.max(),
+                               *picks)]
+
+
+_NUMBER = re.compile(r"([-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)")
+
+
+def same(want: str, got: str, rtol: float = 1e-9) -> bool:
+    """Equal text, numbers equal to ``rtol`` (pixel statistics: sums to ``rtol`` of the
+    largest pixel times the square root of the count)."""
+    if want.startswith("pixels:") and got.startswith("pixels:"):
+        head_w, _, stats_w = want.rpartition(":")
+        head_g, _, stats_g = got.rpartition(":")
+        stats_w, stats_g = np.array(json.loads(stats_w)), np.array(json.loads(stats_g))
+        count, scale = stats_w[0], np.abs(stats_w[4:6]).max()
+        return head_w == head_g and np.allclose(stats_g, stats_w, rtol=rtol,
+                                                atol=rtol * scale * np.sqrt(count))
+    parts_w, parts_g = _NUMBER.split(want), _NUMBER.split(got)
+    if len(parts_w) != len(parts_g) or parts_w[::2] != parts_g[::2]:
+        return False
+    return all(a == b or np.isclose(float(a), float(b), rtol=rtol, atol=1e-3 * rtol)
+               for a, b in zip(parts_w[1::2], parts_g[1::2]))
 
 
 def run_case(name: str, work: Path) -> dict[str, str]:
@@ -130,4 +163,10 @@ def test_outputs_pinned(name, tmp_path):
     want = json.loads(pin.read_text())
     assert sorted(got) == sorted(want)
     for key in want:
-        assert got[key] == want[key], key
+        assert same(want[key], got[key], tolerance(key)), key
+
+
+def tolerance(key: str) -> float:
+    """Relative tolerance of a pinned file's numbers: the repair's float32 iterative solve
+    carries rounding to ~3e-5 relative; the scan's float64 statistics to ~1e-15."""
+    return 3e-4 if key.startswith("repaired/") or key.endswith("repair.ecsv") else 1e-9

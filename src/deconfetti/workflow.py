@@ -32,9 +32,6 @@ from .outputs import (CHECKPOINT_DIR, FIGURES_DIR, OUTPUT_NAMES, REPAIR_LOG_NAME
 from .outputs.survey import survey_row, write_survey
 from .pipeline import ScanResult, scan
 from .repair import write_repaired
-from .cutout import make_cutout
-from .figures import evidence
-from .report import evidence_pngs, figure_rows
 
 __all__ = ["scan_to_folder", "read_scan", "candidate_figures", "repair_scan", "write_scan_report",
            "scan_many"]
@@ -102,9 +99,13 @@ def scan_to_folder(products: "Products | str | Path", outdir: str | Path | None 
                           progress=progress)
             paths = write_outputs(result, outdir, overwrite=True, regions=regions)
             count = max(figures, top if report else 0)
-            pngs = evidence_pngs(result.products, figure_rows(result.candidates, count),
-                                 dpi=dpi, contrast=result.contrast, diverged=_diverged(result),
-                                 workers=config.stream.workers or os.cpu_count() or 1)
+            if count > 0:  # matplotlib is imported only here
+                from .report import evidence_pngs, figure_rows
+
+                pngs = evidence_pngs(result.products, figure_rows(result.candidates, count),
+                                     dpi=dpi, contrast=result.contrast,
+                                     diverged=_diverged(result),
+                                     workers=config.stream.workers or os.cpu_count() or 1)
             if figures > 0:
                 write_figures({i: pngs[i] for i in list(pngs)[:figures]}, outdir)
             if report:
@@ -147,6 +148,9 @@ def candidate_figures(result: ScanResult, ident: int) -> dict:
         else result.candidates
     if not len(rows):
         raise InputError(f"{result.products.name}: no candidate with id {ident} in the scan")
+    from .cutout import make_cutout
+    from .figures import evidence
+
     return evidence(make_cutout(result.products, rows[0], contrast=result.contrast,
                                 diverged=_diverged(result)))
 

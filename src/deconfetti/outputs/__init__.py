@@ -20,7 +20,6 @@ from ..classify import FLAGGED
 from ..errors import InputError
 from ..files import LOCK_NAME, atomic_write, check_outputs_apart
 from ..io.discover import TAG
-from ..report import render
 from .regions import candidate_regions
 
 if TYPE_CHECKING:
@@ -132,6 +131,8 @@ def write_report(result: ScanResult, outdir: Path, *, top: int = 25,
                  pngs: dict[int, dict[str, bytes]] | None = None, dpi: int = 72) -> Path:
     """``outdir/report.html`` (self-contained) for ``result``, with the repairs when
     ``outdir`` holds a repair log; figures not in ``pngs`` are drawn at ``dpi``."""
+    from ..report import render  # matplotlib: imported where figures are drawn
+
     log = Path(outdir) / REPAIR_LOG_NAME
     repairs = Table.read(log, format="ascii.ecsv") if log.exists() else None
     html = render(result.candidates, result.summary, result.products, result.peak, result.rms,

@@ -12,7 +12,6 @@ import numpy as np
 
 from ..classify import CLASSES
 from ..files import atomic_write
-from ..report import render_survey
 from ..tables import Column, make_table, stamp
 
 if TYPE_CHECKING:
@@ -70,6 +69,8 @@ def write_survey(rows: list[dict[str, Any]], folder: Path, *,
                         lambda p: table.write(p, format="ascii.ecsv", overwrite=True))
     text = json.dumps(summary, indent=1) + "\n"
     written = atomic_write(folder / "survey.json", lambda p: p.write_text(text, "utf-8"))
+    from ..report import render_survey  # matplotlib: imported where pages are made
+
     page = render_survey({**summary, "rows": [dict(row, **_link(row, folder)) for row in rows]})
     atomic_write(folder / "survey.html", lambda p: p.write_text(page, "utf-8"))
     return ecsv, written

@@ -69,27 +69,27 @@ def evidence_pngs(products: Products, rows: Table, *, dpi: int = 72,
     processes = max(1, min(workers, len(cutouts) // ROWS_PER_PROCESS))
     if (processes == 1 or threading.active_count() > 1
             or "fork" not in multiprocessing.get_all_start_methods()):
-        return _draw_pngs(figures, cutouts, dpi)
+        return _draw_pngs(figures, cutouts)
+    # the first is drawn before the fork: the layouts and their backgrounds are shared
+    out = _draw_pngs(figures, cutouts[:1])
     chunks = [[cutouts[i] for i in chunk]
-              for chunk in np.array_split(np.arange(len(cutouts)), processes)]
-    figures.draw(cutouts[0])  # laid out once, before the fork
+              for chunk in np.array_split(np.arange(1, len(cutouts)), processes)]
     context = multiprocessing.get_context("fork")
     children = []
-    for chunk in chunks[1:]:
+    for chunk in chunks[:-1]:
         reader, writer = context.Pipe(duplex=False)
-        child = context.Process(target=_send_pngs, daemon=True,
-                                args=(writer, figures, chunk, dpi))
+        child = context.Process(target=_send_pngs, daemon=True, args=(writer, figures, chunk))
         child.start()
         writer.close()
         children.append((child, reader, chunk))
-    out = _draw_pngs(figures, chunks[0], dpi)
+    out.update(_draw_pngs(figures, chunks[-1]))  # the smallest share
     for child, reader, chunk in children:
         try:
             drawn = reader.recv()
         except EOFError:  # the process died: its share is drawn here
             drawn = None
         child.join()
-        out.update(drawn if isinstance(drawn, dict) else _draw_pngs(figures, chunk, dpi))
+        out.update(drawn if isinstance(drawn, dict) else _draw_pngs(figures, chunk))
     return {int(row["id"]): out[int(row["id"])] for row in rows}
 
 
@@ -97,15 +97,12 @@ def evidence_pngs(products: Products, rows: Table, *, dpi: int = 72,
 ROWS_PER_PROCESS = 3
 
 
-def _draw_pngs(figures: EvidenceFigures, cutouts: list, dpi: int
-               ) -> dict[int, dict[str, bytes]]:
+def _draw_pngs(figures: EvidenceFigures, cutouts: list) -> dict[int, dict[str, bytes]]:
     """PNG bytes of every evidence figure of each cutout, by candidate id."""
-    return {int(cutout.row["id"]): {name: _png_bytes(figure, dpi) for name, figure
-                                    in figures.draw(cutout).items()}
-            for cutout in cutouts}
+    return {int(cutout.row["id"]): figures.pngs(cutout) for cutout in cutouts}
 
 
-def _send_pngs(writer: Any, figures: EvidenceFigures, cutouts: list, dpi: int) -> None:
+def _send_pngs(writer: Any, figures: EvidenceFigures, cutouts: list) -> None:
     """`_draw_pngs` in a forked process, the result down ``writer`` (None on an error:
     the parent draws them instead).
 
@@ -118,7 +115,7 @@ def _send_pngs(writer: Any, figures: EvidenceFigures, cutouts: list, dpi: int) -
     drawn = None
     try:
         getattr(mathtext.MathTextParser._parse_cached, "cache_clear", lambda: None)()
-        drawn = _draw_pngs(figures, cutouts, dpi)
+        drawn = _draw_pngs(figures, cutouts)
     except Exception:
         pass  # drawn in the parent, which raises what is wrong
     writer.send(drawn)
