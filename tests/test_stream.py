@@ -81,9 +81,11 @@ def test_a_run_reads_each_block_once_in_order_one_block_ahead_at_most(ahead):
     blocks = plan_blocks(6, 2)
     events, readers = [], set()
 
-    def read(block):
+    def read(block, kept):
         events.append(("read", block.start))
         readers.add(threading.get_ident())
+        assert kept.get("last") == (block.start - 2 if block.start else None)
+        kept["last"] = block.start
         return {"start": block.start}
 
     def work(block, carry, planes):
@@ -100,3 +102,58 @@ def test_a_run_reads_each_block_once_in_order_one_block_ahead_at_most(ahead):
             assert events.index(("read", blocks[i + 2].start)) > events.index(("work", block.start))
     assert len(readers) == 1 and (threading.get_ident() in readers) != ahead
     assert results[0].peak[0, 0] == 4.0 and all(r.peak is None for r in results[1:])
+
+
+@pytest.fixture(scope="module")
+def nan_products(tmp_path_factory):
+    """CASA products of a 7-channel cube with NaN in the model and image and a pb."""
+    from deconfetti.io.products import open_products
+    from deconfetti.simulate import simulate_cube, write_products
+
+    sim = simulate_cube(nchan=7, ny=48, nx=48, seed=5, pb_fwhm=40.0,
+                        confetti=[(3, 20, 20, 8.0)])
+    sim.model[2, 5:9, 5:9] = np.nan
+    sim.model[5, 30, 30] = np.nan
+    sim.image[4, 40:44, 1:3] = np.nan
+    return open_products(write_products(sim, tmp_path_factory.mktemp("nan"), "cube",
+                                        fmt="casa"))
+
+
+def test_a_block_read_takes_over_its_halo_from_the_block_before(nan_products):
+    """What `read_block` keeps for the next block (the halo's valid planes, whether its
+    model held NaN) gives the planes a read from nothing gives, even where the scan
+    changed what it was handed."""
+    from deconfetti.config import Config
+    from deconfetti.pipeline import read_block
+
+    config, kept = Config(), {}
+    for block in plan_blocks(nan_products.nchan, 1):
+        carried = read_block(nan_products, block, kept, config=config, fraction=0.5)
+        alone = read_block(nan_products, block, config=config, fraction=0.5)
+        for name in ("image", "model", "residual", "valid", "pb", "rms"):
+            np.testing.assert_array_equal(carried[name], alone[name], err_msg=name)
+        assert not np.isnan(carried["model"]).any()
+        carried["valid"][:] = False  # a scan may change what it is handed
+        carried["model"][:] = np.nan
+
+
+def test_a_block_array_is_reused_only_once_nothing_holds_it(nan_products):
+    image = nan_products.image
+
+    def address(array):
+        return array.__array_interface__["data"][0]
+
+    image.read(0, 3)
+    second = image.read(2, 5)  # a block read after a block: in an array of the pool
+    third = image.read(4, 7)
+    assert not np.shares_memory(second, third)
+    where, view = address(second), third[1]
+    del second, third
+    fourth = image.read(1, 4)  # its halo is not the last read's: a read from nothing
+    fifth = image.read(3, 6)
+    assert address(fifth) == where  # the one nothing holds
+    sixth = image.read(4, 7)  # as large as the one viewed
+    assert not np.shares_memory(sixth, view)  # one still viewed is not given out
+    np.testing.assert_array_equal(fifth, image.read(3, 6, (slice(None), slice(None))))
+    np.testing.assert_array_equal(view, image.read(5, 6, (slice(None), slice(None)))[0])
+    del fourth

@@ -39,7 +39,8 @@ def neighbour_contrast(centre: np.ndarray, sides: list[np.ndarray],
     if present is None:
         if not sides:
             return centre.copy()
-        return centre - sum(sides) / centre.dtype.type(len(sides))
+        total = sides[0] + sides[1] if len(sides) == 2 else sum(sides)  # one pass, not two
+        return centre - total / centre.dtype.type(len(sides))
     total = sum(np.where(ok, side, 0.0) for side, ok in zip(sides, present))
     count = sum(np.asarray(ok, dtype=float) for ok in present)
     return np.where(count > 0, centre - total / np.maximum(count, 1), centre)

@@ -245,8 +245,8 @@ def scan(products: "Products | str", *, config: Config | None = None,
                       rms=rms, peak=peak, contrast=contrast)
 
 
-def read_block(products: Products, block: Block, *, config: Config,
-               fraction: float) -> dict[str, Any]:
+def read_block(products: Products, block: Block, kept: dict | None = None, *,
+               config: Config, fraction: float) -> dict[str, Any]:
     """The planes a block's scan needs, read from the products (stage 1's reading), and
     their thermal noise (stage 2's `channel_rms`, here so that the reader thread measures
     it while the block before is scanned: that balances the two threads' work):
@@ -254,16 +254,38 @@ def read_block(products: Products, block: Block, *, config: Config,
     block's read channels, ``valid`` (finite image and residual, pb >= ``find.pb_min``),
     ``pb`` of the core channels (None without a pb), and ``rms`` (Jy/beam) of the core
     channels (NaN in the halo). ``fraction`` is the cube's
-    `deconfetti.noise.highpass_fraction`."""
+    `deconfetti.noise.highpass_fraction`.
+
+    ``kept`` (one dict for a run of consecutive blocks, `deconfetti.stream.run_in_order`)
+    holds, from the block before, the valid plane of each channel and whether its model
+    held NaN, so that the halo's are not worked out again."""
     start, stop = block.read_start, block.read_stop
     image = products.read("image", start, stop)
-    model = zero_nan(products.read("model", start, stop))
+    model = products.read("model", start, stop)
     residual = products.read("residual", start, stop)
-    valid = np.isfinite(image) & np.isfinite(residual)
     pb = products.read("pb", start, stop) if products.pb is not None else None
+    before = {} if kept is None else kept.pop("planes", {})
+    valid = np.empty(image.shape, dtype=bool)
+    planes = {}
+    for i, c in enumerate(range(start, stop)):
+        if c in before:
+            had_nan, valid[i] = planes[c] = before[c]
+            if had_nan:
+                zero_nan(model[i])
+            continue
+        nan = np.isnan(model[i])
+        had_nan = bool(nan.any())
+        if had_nan:
+            np.putmask(model[i], nan, 0)
+        np.isfinite(image[i], out=valid[i])
+        valid[i] &= np.isfinite(residual[i])
+        if pb is not None:
+            with np.errstate(invalid="ignore"):
+                valid[i] &= pb[i] >= config.find.pb_min  # NaN compares False
+        planes[c] = had_nan, valid[i].copy()  # the scan may change what it is handed
+    if kept is not None:  # the next block's halo: this block's last channels
+        kept["planes"] = {c: planes[c] for c in range(max(start, stop - 2), stop)}
     if pb is not None:
-        with np.errstate(invalid="ignore"):
-            valid &= pb >= config.find.pb_min  # NaN compares False
         pb = pb[block.core].copy()  # the halo's pb is not needed again
     core, noise = block.core, config.noise
     rms = np.full(stop - start, np.nan)

@@ -130,9 +130,9 @@ def plan_runs(blocks: list[Block], *, workers: int, tile_depth: int = 1) -> list
 
 
 def run_blocks(work: Callable[[Block, dict, Any], BlockResult], blocks: list[Block], *,
-               read: Callable[[Block], Any], store: Any, workers: int, client: Any,
+               read: Callable[[Block, dict], Any], store: Any, workers: int, client: Any,
                tile_depth: int) -> Iterator[tuple[Block, BlockResult]]:
-    """Yield ``(block, work(block, carry, read(block)))`` in block order: stored blocks
+    """Yield ``(block, work(block, carry, read(block, kept)))`` in block order: stored blocks
     from ``store``, the others computed in runs of consecutive blocks (`run_in_order`) on
     ``client`` (``work`` and ``read`` must pickle; a task reads its blocks itself), or
     here on ``workers`` threads that share the product handles (twice as many runs as
@@ -176,11 +176,13 @@ def run_blocks(work: Callable[[Block, dict, Any], BlockResult], blocks: list[Blo
 
 
 def run_in_order(work: Callable[[Block, dict, Any], BlockResult], blocks: list[Block],
-                 read: Callable[[Block], Any], *, ahead: bool = True) -> list[BlockResult]:
-    """``work(block, carry, read(block))`` over consecutive blocks in order (a worker's
-    task), so that each block's halo comes from the previous read and ``carry``, one dict
-    for the run, holds what a block leaves to the next. The run's peak map is returned in
-    the first block's result, None in the others.
+                 read: Callable[[Block, dict], Any], *, ahead: bool = True
+                 ) -> list[BlockResult]:
+    """``work(block, carry, read(block, kept))`` over consecutive blocks in order (a
+    worker's task), so that each block's halo comes from the previous read: ``carry``, one
+    dict for the run, holds what a block's work leaves to the next, and ``kept``, another,
+    what its read leaves to the next read. The run's peak map is returned in the first
+    block's result, None in the others.
 
     With ``ahead``, a reader thread reads the next block while this one is worked on, so
     at most two blocks' planes are held. python-casacore holds the GIL while it reads
@@ -192,17 +194,18 @@ def run_in_order(work: Callable[[Block, dict, Any], BlockResult], blocks: list[B
     tune_malloc()
     results: list[BlockResult] = []
     carry: dict = {}
+    kept: dict = {}
     if not ahead:
         for block in blocks:
-            _fold_peak(results, work(block, carry, read(block)))
+            _fold_peak(results, work(block, carry, read(block, kept)))
         return results
     # one thread reads the whole run: the products keep each thread's last planes for
     # the next block's halo
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="reader") as reader:
-        coming = reader.submit(read, blocks[0]) if blocks else None
+        coming = reader.submit(read, blocks[0], kept) if blocks else None
         for i, block in enumerate(blocks):
             planes = coming.result()
-            coming = reader.submit(read, blocks[i + 1]) if i + 1 < len(blocks) else None
+            coming = reader.submit(read, blocks[i + 1], kept) if i + 1 < len(blocks) else None
             _fold_peak(results, work(block, carry, planes))
     return results
 
