@@ -232,23 +232,6 @@ class Products:
         """Celestial WCS of the image (x, y)."""
         return self.wcs.celestial
 
-    def _block_array(self, shape: tuple[int, ...]) -> np.ndarray:
-        """A float32 array of ``shape`` for a block read: one this thread was given before
-        and nothing holds any more (no reference, no view), else a new one.
-
-        A block of whole planes is over glibc's mmap threshold from 2048 x 2048 (three
-        planes: 48 MB), so a new one is page-faulted in afresh at every block (measured:
-        18 ms against 10 to fill one reused).
-        """
-        pool = self._tails.__dict__.setdefault("pool", [])
-        for array in pool:
-            if array.shape == shape and sys.getrefcount(array) <= 3:  # pool, loop, call
-                return array
-        array = np.empty(shape, dtype=np.float32)
-        pool.append(array)
-        del pool[:-BLOCK_POOL]
-        return array
-
     @property
     def frequency(self) -> np.ndarray:
         """Frequency of every channel of the image, Hz, shape ``(nchan,)``; NaN when
