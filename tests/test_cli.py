@@ -197,6 +197,7 @@ def test_scan_many_over_a_survey_folder(sim, tmp_path, capsys):
 
 
 def test_progress_bar_only_on_a_terminal(monkeypatch, capsys):
+    import threading
     from argparse import Namespace
 
     from deconfetti.cli import _progress
@@ -206,9 +207,13 @@ def test_progress_bar_only_on_a_terminal(monkeypatch, capsys):
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     with _progress(Namespace(quiet=True), "x") as update:
         assert update is None
+    before = set(threading.enumerate())
     with _progress(Namespace(quiet=False), "cube") as update:
         update(1, 4)
         update(4, 4)
+        # no monitor thread: the figures are drawn in forked processes only where no
+        # other thread runs
+        assert set(threading.enumerate()) <= before
     assert "cube" in capsys.readouterr().err
 
 

@@ -255,6 +255,9 @@ def _progress(args: argparse.Namespace, name: str):
         return
     from tqdm import tqdm
 
+    # no monitor thread: the figures are drawn in forked processes only where no other
+    # thread runs (`deconfetti.report.evidence_pngs`)
+    tqdm.monitor_interval = 0
     bar = tqdm(desc=Path(name).name, unit="block", file=sys.stderr, leave=False)
 
     def update(done: int, total: int) -> None:
