@@ -138,22 +138,23 @@ def test_a_block_read_takes_over_its_halo_from_the_block_before(nan_products):
 
 
 def test_a_block_array_is_reused_only_once_nothing_holds_it(nan_products):
-    image = nan_products.image
+    image, pool = nan_products.image, []
 
     def address(array):
         return array.__array_interface__["data"][0]
 
-    image.read(0, 3)
-    second = image.read(2, 5)  # a block read after a block: in an array of the pool
-    third = image.read(4, 7)
-    assert not np.shares_memory(second, third)
+    image.read(0, 3, pool=pool)
+    second = image.read(2, 5, pool=pool)  # a block read after a block: into the pool's
+    third = image.read(4, 7, pool=pool)
+    assert not np.shares_memory(second, third) and len(pool) == 2
     where, view = address(second), third[1]
     del second, third
-    fourth = image.read(1, 4)  # its halo is not the last read's: a read from nothing
-    fifth = image.read(3, 6)
+    fourth = image.read(1, 4, pool=pool)  # its halo is not the last read's: a read anew
+    fifth = image.read(3, 6, pool=pool)
     assert address(fifth) == where  # the one nothing holds
-    sixth = image.read(4, 7)  # as large as the one viewed
+    sixth = image.read(4, 7, pool=pool)  # as large as the one viewed
     assert not np.shares_memory(sixth, view)  # one still viewed is not given out
     np.testing.assert_array_equal(fifth, image.read(3, 6, (slice(None), slice(None))))
     np.testing.assert_array_equal(view, image.read(5, 6, (slice(None), slice(None)))[0])
+    assert not np.shares_memory(image.read(5, 7), image.read(6, 7))  # no pool, no reuse
     del fourth

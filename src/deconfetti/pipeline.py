@@ -258,12 +258,14 @@ def read_block(products: Products, block: Block, kept: dict | None = None, *,
 
     ``kept`` (one dict for a run of consecutive blocks, `deconfetti.stream.run_in_order`)
     holds, from the block before, the valid plane of each channel and whether its model
-    held NaN, so that the halo's are not worked out again."""
+    held NaN, so that the halo's are not worked out again, and the run's block arrays
+    (`deconfetti.io.products.block_array`)."""
     start, stop = block.read_start, block.read_stop
-    image = products.read("image", start, stop)
-    model = products.read("model", start, stop)
-    residual = products.read("residual", start, stop)
-    pb = products.read("pb", start, stop) if products.pb is not None else None
+    pools = {} if kept is None else kept.setdefault("arrays", {})
+    image, model, residual, pb = (
+        products.read(kind, start, stop, pool=pools.setdefault(kind, []))
+        if getattr(products, kind) is not None else None
+        for kind in ("image", "model", "residual", "pb"))
     before = {} if kept is None else kept.pop("planes", {})
     valid = np.empty(image.shape, dtype=bool)
     planes = {}

@@ -40,13 +40,32 @@ __all__ = ["Products", "Product", "open_products", "REQUIRED"]
 REQUIRED = ("image", "model", "residual")
 #: planes each product keeps from its last read, for the next block's halo
 HALO_CACHE = 2
-#: block arrays a thread keeps for its next reads (the one being scanned and the one read
+#: block arrays a run keeps for its next reads (the one being scanned and the one read
 #: ahead of it)
 BLOCK_POOL = 2
 #: most a tclean psf may differ from 1 at the image centre
 PSF_PEAK_TOLERANCE = 0.01
 #: fewest restoring-beam FWHM across the image
 MIN_BEAMS_ACROSS = 2.0
+
+
+def block_array(pool: list, shape: tuple[int, ...]) -> np.ndarray:
+    """A float32 array of ``shape`` for a block read: one of ``pool`` that nothing else
+    holds any more (no reference, no view), else a new one, added to ``pool`` (which keeps
+    the last `BLOCK_POOL`).
+
+    A block of whole planes is over glibc's mmap threshold from 2048 x 2048 (three
+    planes: 48 MB), so a new one is page-faulted in afresh at every block (measured: 18 ms
+    against 10 to fill one reused). ``pool`` belongs to one run of blocks (a reader's),
+    so that the arrays go with it.
+    """
+    for array in pool:
+        if array.shape == shape and sys.getrefcount(array) <= 3:  # pool, loop, call
+            return array
+    array = np.empty(shape, dtype=np.float32)
+    pool.append(array)
+    del pool[:-BLOCK_POOL]
+    return array
 
 
 class Product:
@@ -100,14 +119,15 @@ class Product:
     #: channel frequencies (Hz) of a tabular, non-linear spectral axis, else None
     tabular = property(lambda self: self.reader.tabular)
 
-    def read(self, start: int, stop: int, window: tuple[slice, slice] | None = None
-             ) -> np.ndarray:
+    def read(self, start: int, stop: int, window: tuple[slice, slice] | None = None, *,
+             pool: list | None = None) -> np.ndarray:
         """Channels ``start:stop`` as float32 ``[chan, y, x]``, masked pixels NaN.
 
         ``window = (y_slice, x_slice)`` reads only that part of each plane; bounds are
         pixel indices clipped to the plane (negative means before the edge, not from the
         end; steps are not supported). A windowed read neither uses nor fills the cache of
-        planes kept for the next block's halo.
+        planes kept for the next block's halo. ``pool`` (a run's list, `block_array`)
+        holds arrays a block read may fill again instead of a new one.
         """
         start, stop = max(0, start), min(self.shape[0], stop)
         ny, nx = self.shape[1:]
@@ -118,12 +138,13 @@ class Product:
             with self._lock:
                 if window is not None:
                     return self.reader.read(start, stop, ys, xs)
-                return self._read_planes(start, stop, ys, xs)
+                return self._read_planes(start, stop, ys, xs, pool)
         except (RuntimeError, OSError, ValueError) as exc:
             raise InputError(f"{self.path}: cannot read channels {start}-{stop - 1} "
                              f"({first_line(exc)})") from None
 
-    def _read_planes(self, start: int, stop: int, ys: slice, xs: slice) -> np.ndarray:
+    def _read_planes(self, start: int, stop: int, ys: slice, xs: slice,
+                     pool: list | None) -> np.ndarray:
         """Whole planes, reusing the last ``HALO_CACHE`` planes of this thread's previous
         read: a channel block's halo is the previous block's last channels (in a run of
         blocks, which one thread reads in order), read only once.
@@ -141,8 +162,9 @@ class Product:
         fresh = (self.reader.read(begin, stop, ys, xs) if begin < stop
                  else np.empty((0,) + self.shape[1:], dtype=np.float32))
         if kept:
+            shape = (stop - start,) + fresh.shape[1:]
             data = np.concatenate([plane[np.newaxis] for plane in kept] + [fresh],
-                                  out=self._block_array((stop - start,) + fresh.shape[1:]))
+                                  out=block_array(pool, shape) if pool is not None else None)
             # views of a short read; a long one would be held whole by them
             last = fresh[-HALO_CACHE:]
             planes = kept + list(last if len(fresh) <= 2 * HALO_CACHE else last.copy())
@@ -151,23 +173,6 @@ class Product:
             planes = list(data[-HALO_CACHE:].copy())
         self._tails.planes = (stop - min(HALO_CACHE, len(planes)), planes[-HALO_CACHE:])
         return data
-
-    def _block_array(self, shape: tuple[int, ...]) -> np.ndarray:
-        """A float32 array of ``shape`` for a block read: one this thread was given before
-        and nothing holds any more (no reference, no view), else a new one.
-
-        A block of whole planes is over glibc's mmap threshold from 2048 x 2048 (three
-        planes: 48 MB), so a new one is page-faulted in afresh at every block (measured:
-        18 ms against 10 to fill one reused).
-        """
-        pool = self._tails.__dict__.setdefault("pool", [])
-        for array in pool:
-            if array.shape == shape and sys.getrefcount(array) <= 3:  # pool, loop, call
-                return array
-        array = np.empty(shape, dtype=np.float32)
-        pool.append(array)
-        del pool[:-BLOCK_POOL]
-        return array
 
     @property
     def frequency(self) -> np.ndarray:
@@ -276,13 +281,15 @@ class Products:
                                            self.beams.pa.to_value(u.deg)]))
 
     def read(self, kind: str, start: int, stop: int,
-             window: tuple[slice, slice] | None = None) -> np.ndarray:
+             window: tuple[slice, slice] | None = None, *, pool: list | None = None
+             ) -> np.ndarray:
         """Channels ``start:stop`` of product ``kind`` as float32 ``[chan, y, x]``,
-        optionally only ``window = (y_slice, x_slice)`` of each plane."""
+        optionally only ``window = (y_slice, x_slice)`` of each plane (``pool`` as in
+        `Product.read`)."""
         product = getattr(self, kind)
         if product is None:
             raise InputError(f"{self.name}: no {kind} product")
-        return product.read(start, stop, window)
+        return product.read(start, stop, window, pool=pool)
 
     def plane(self, kind: str, chan: int) -> np.ndarray:
         """One whole plane ``(ny, nx)`` of product ``kind``, read past the halo cache (for
