@@ -264,7 +264,7 @@ def read_block(products: Products, block: Block, kept: dict | None = None, *,
     pools = {} if kept is None else kept.setdefault("arrays", {})
     image, model, residual, pb = (
         products.read(kind, start, stop, pool=pools.setdefault(kind, []))
-        if getattr(products, kind) is not None else None
+        if kind != "pb" or products.pb is not None else None
         for kind in ("image", "model", "residual", "pb"))
     before = {} if kept is None else kept.pop("planes", {})
     valid = np.empty(image.shape, dtype=bool)
