@@ -230,3 +230,19 @@ def test_channel_maps_near_the_cube_edge_keep_their_offsets(example_scan, confet
                 if ax.get_xlabel() and any(t.get_visible() and t.get_text()
                                            for t in ax.get_xticklabels())]
     assert labelled == lowest
+
+
+def test_layouts_kept_for_the_next_scan_draw_it_as_new_ones(example_scan, sim_scan):
+    """The layouts a process keeps from one scan's figures to the next (a survey's
+    cubes) draw each scan's figures as a first drawing does."""
+    from deconfetti.report import _LAYOUTS, evidence_pngs
+
+    def pngs(scan):
+        return evidence_pngs(scan.products, scan.candidates[:3], dpi=50,
+                             contrast=scan.contrast)
+
+    _LAYOUTS.clear()
+    first = pngs(example_scan)
+    assert 50 in _LAYOUTS
+    pngs(sim_scan)
+    assert pngs(example_scan) == first

@@ -10,6 +10,7 @@ embedded with ``<``, ``>`` and ``&`` escaped.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import multiprocessing
 import threading
@@ -65,7 +66,32 @@ def evidence_pngs(products: Products, rows: Table, *, dpi: int = 72,
     """
     cutouts = [make_cutout(products, row, contrast=contrast, diverged=diverged)
                for row in rows]
-    figures = EvidenceFigures(dpi)
+    with _layouts(dpi) as figures:
+        return _draw_in_processes(figures, cutouts, rows, workers)
+
+
+#: the process's evidence layouts by dpi, laid out once for every scan it draws
+_LAYOUTS: dict[int, EvidenceFigures] = {}
+_LAYOUTS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _layouts(dpi: int):
+    """The process's evidence layouts at ``dpi``: made and first drawn once (~2 s), then
+    kept for the next scan's figures (a survey's cubes, one after another); a new set
+    where another thread is drawing on them."""
+    if not _LAYOUTS_LOCK.acquire(blocking=False):
+        yield EvidenceFigures(dpi)
+        return
+    try:
+        yield _LAYOUTS.setdefault(dpi, EvidenceFigures(dpi))
+    finally:
+        _LAYOUTS_LOCK.release()
+
+
+def _draw_in_processes(figures: EvidenceFigures, cutouts: list, rows: Table, workers: int
+                       ) -> dict[int, dict[str, bytes]]:
+    """`evidence_pngs` of the read ``cutouts``."""
     processes = max(1, min(workers, len(cutouts) // ROWS_PER_PROCESS))
     if (processes == 1 or threading.active_count() > 1
             or "fork" not in multiprocessing.get_all_start_methods()):
