@@ -38,7 +38,7 @@ from .features import fft_threads, spectral_contrast, zero_nan
 from .datatest import Imprints, NullSample, contrast_map, data_test, map_half, map_window
 from .measure import measure_candidates
 from .noise import channel_rms, highpass_fraction, spike_rms
-from .io.products import Products, open_products
+from .io.products import HALO_CACHE, Products, open_products
 from .tables import utc_now, versions
 from .stream import (Block, BlockResult, choose_block_channels, choose_workers, plan_blocks,
                      run_blocks, tune_malloc)
@@ -272,21 +272,18 @@ def read_block(products: Products, block: Block, kept: dict | None = None, *,
     for i, c in enumerate(range(start, stop)):
         if c in before:
             had_nan, valid[i] = planes[c] = before[c]
-            if had_nan:
-                zero_nan(model[i])
-            continue
-        nan = np.isnan(model[i])
-        had_nan = bool(nan.any())
+        else:
+            had_nan = bool(np.isnan(model[i]).any())
+            np.isfinite(image[i], out=valid[i])
+            valid[i] &= np.isfinite(residual[i])
+            if pb is not None:
+                with np.errstate(invalid="ignore"):
+                    valid[i] &= pb[i] >= config.find.pb_min  # NaN compares False
+            planes[c] = had_nan, valid[i].copy()  # the scan may change what it is handed
         if had_nan:
-            np.putmask(model[i], nan, 0)
-        np.isfinite(image[i], out=valid[i])
-        valid[i] &= np.isfinite(residual[i])
-        if pb is not None:
-            with np.errstate(invalid="ignore"):
-                valid[i] &= pb[i] >= config.find.pb_min  # NaN compares False
-        planes[c] = had_nan, valid[i].copy()  # the scan may change what it is handed
+            zero_nan(model[i])
     if kept is not None:  # the next block's halo: this block's last channels
-        kept["planes"] = {c: planes[c] for c in range(max(start, stop - 2), stop)}
+        kept["planes"] = {c: planes[c] for c in range(max(start, stop - HALO_CACHE), stop)}
     if pb is not None:
         pb = pb[block.core].copy()  # the halo's pb is not needed again
     core, noise = block.core, config.noise
