@@ -27,11 +27,11 @@ CASES = [
 
 
 def one(spike, image, dirty, excess, alarms, reliability, how, diverged,
-        rules=ClassifyConfig(), component=50.0):
+        rules=ClassifyConfig(), component=50.0, peak=np.nan):
     labels, reasons = classify(np.array([spike]), np.array([1.0]), np.array([image]),
                                np.array([dirty]), np.array([excess]), np.array([alarms]),
                                np.array([reliability]), np.array([how]), np.array([diverged]),
-                               np.array([component]), rules=rules)
+                               np.array([component]), np.array([peak]), rules=rules)
     return labels[0], reasons[0]
 
 
@@ -51,6 +51,23 @@ def test_an_excess_no_component_here_makes_is_not_confetti():
     # a component that makes less than half of the excess: most of it comes from elsewhere
     assert one(14.9, 12.3, 2.2, 11.3, 0.002, np.nan, "spike", False, component=4.4)[0] \
         == "uncertain"
+
+
+def test_the_flank_of_a_brighter_feature_is_not_confetti():
+    """A model component within a beam of a much brighter image feature (a bright real
+    source, whose psf and restoring beam differ near the main lobe by ~10 % of its peak) is
+    not a compact source of its own: the one-plane run's 267-sigma flank of a 2182-sigma
+    source, 189 rms unsupported, was called confetti."""
+    case = (271.7, 267.5, 82.6, 189.1, 1e-60, np.nan, "model", False)
+    assert one(*case, peak=300.0, component=191.5)[0] == "confetti"  # on the feature
+    label, reason = one(*case, peak=1900.0, component=191.5)
+    assert label == "benign" and "on the flank of a brighter image feature" in reason
+    # an image spike that is not at the feature's peak cannot be judged as a point either
+    assert one(9.0, 9.5, 0.5, 8.5, 1e-6, 0.2, "spike+model", False, peak=20.0)[0] \
+        == "uncertain"
+    # exactly half of the peak is still on the feature (within its half maximum)
+    assert one(9.0, 9.5, 0.5, 8.5, 1e-6, 0.2, "spike+model", False, peak=18.0)[0] \
+        == "confetti"
 
 
 def test_a_reason_states_what_the_data_hold():
@@ -73,3 +90,32 @@ def test_false_alarm_is_the_gaussian_tail_times_the_beams():
                                rtol=1e-2)
     assert false_alarm(np.array([3.0]), np.array([0.0]), 1e6)[0] == 0.0  # no variation at all
     assert np.isnan(false_alarm(np.array([np.nan]), np.array([1.0]), 10.0)[0])
+
+
+@pytest.mark.parametrize("nchan", [1, 3])
+def test_the_spike_peak_is_the_brightest_spike_within_a_beam(nchan):
+    """``spike_peak_snr`` is the candidate's own spike at a compact feature's peak, and
+    that of the peak when the candidate sits on the feature's flank (one plane: the image
+    against the ring; a cube: the one-channel contrast)."""
+    from deconfetti.datatest import Imprints, data_test
+    from deconfetti.features import gaussian_beam
+
+    yy, xx = np.mgrid[:64, :64]
+    feature = 100.0 * gaussian_beam(yy - 32, xx - 32, 5.0, 5.0, 0.0)
+    image = np.zeros((nchan, 64, 64))
+    image[nchan // 2] = feature + 7.0  # a level that the ring or the channels take off
+    if nchan > 1:
+        image[[0, 2]] = 7.0
+    psf = np.zeros((nchan, 33, 33))
+    psf[:, 16, 16] = 1.0
+    model = np.zeros((nchan, 64, 64))
+    chan = np.full(2, nchan // 2)
+    ys, xs = np.array([32, 32]), np.array([32, 36])
+    out = data_test(chan, ys, xs, image=image, residual=np.zeros_like(image),
+                    imprint=Imprints(model, psf), rms=np.ones(nchan), spike_rms=np.ones(nchan),
+                    beam=np.tile([5.0, 5.0, 0.0], (nchan, 1)), ring_beams=1.5)
+    peak = out["spike_peak_snr"]
+    assert peak[0] == pytest.approx(100.0, rel=0.02)  # the peak: its own spike
+    assert peak[1] == pytest.approx(peak[0], rel=0.02)  # the flank: the peak's
+    flank = feature[32, 36]  # 100 * 2 ** -(4 * 16 / 25) = 17
+    assert flank < 0.5 * peak[1]

@@ -36,6 +36,10 @@ COLUMNS: dict[str, Column] = {
     "spike_snr": Column("f8", None,
         "one-channel image spike: image minus the mean of the adjacent channels, in spike_rms "
         "(in one-plane products: the image minus its median on the ring of the data test)"),
+    "spike_peak_snr": Column("f8", None,
+        "the largest spike_snr within one beam FWHM of the peak pixel, in spike_rms: a "
+        "compact feature peaks at its candidate, the flank of a brighter one does not; NaN "
+        "without a psf and beside an unconverged channel (whose mean the spike takes)"),
     "model_peak": Column("f8", "Jy / pix", "brightest model pixel within half a beam FWHM"),
     "model_peak_beam": Column("f8", "Jy / beam", "model_peak times pixels per beam"),
     "negative_flux": Column("f8", "Jy",

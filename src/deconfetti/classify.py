@@ -19,14 +19,15 @@ image, i.e. in the data), ``unsupported_snr`` (the unsupported excess in channel
 ``reliability`` and ``found_by``:
 
 - confetti: a positive image feature (``image_snr > 0``, the spike at least ``excess_min``
-  rms) whose
+  rms, and at least ``feature_fraction`` of the largest spike within one beam FWHM,
+  ``spike_peak_snr``: the candidate is on the feature, not on the flank of a brighter one) whose
   unsupported excess reaches ``excess_min`` rms, is not explained by the channel's own
   variation of the statistic (``false_alarm <= false_alarm_max``), of which the data
   hold at most ``1 - excess_fraction``, and which a model component under it makes
   (``component_snr``, what the model within a beam restores there, reaches
   ``excess_min`` and ``excess_fraction`` of the excess);
-- benign: otherwise, a model component with no image spike of its own (in a one-plane
-  product every candidate is a model component);
+- benign: otherwise, a model component with no image spike of its own, or on the flank of
+  a brighter one (in a one-plane product every candidate is a model component);
 - real: otherwise, the data alone show the spike at ``real_min`` or more and negative
   spikes as strong are rare (``reliability >= reliability_min``);
 - noise: a faint or noise-like spike with no significant unsupported excess;
@@ -105,7 +106,7 @@ def _over_median(rms: np.ndarray) -> np.ndarray:
 def classify(spike_snr: np.ndarray, spike_rms: np.ndarray, image_snr: np.ndarray,
              dirty_snr: np.ndarray, unsupported_snr: np.ndarray, false_alarm: np.ndarray,
              reliability: np.ndarray, found_by: np.ndarray, diverged: np.ndarray,
-             component_snr: np.ndarray, *, rules: ClassifyConfig
+             component_snr: np.ndarray, spike_peak_snr: np.ndarray, *, rules: ClassifyConfig
              ) -> tuple[np.ndarray, np.ndarray]:
     """Class and reason of each candidate.
 
@@ -129,6 +130,9 @@ def classify(spike_snr: np.ndarray, spike_rms: np.ndarray, image_snr: np.ndarray
         Whether the candidate's channel is diverged.
     component_snr : ndarray, shape (n,)
         What the model within a beam of the candidate restores there, in rms.
+    spike_peak_snr : ndarray, shape (n,)
+        The largest spike within one beam FWHM of the candidate, in spike noise (NaN
+        when there is no psf).
 
     Returns
     -------
@@ -136,9 +140,9 @@ def classify(spike_snr: np.ndarray, spike_rms: np.ndarray, image_snr: np.ndarray
     """
     labels, reasons = [], []
     for values in zip(spike_snr, spike_rms, image_snr, dirty_snr, unsupported_snr, false_alarm,
-                      reliability, found_by, diverged, component_snr):
+                      reliability, found_by, diverged, component_snr, spike_peak_snr):
         label, reason = _one(*(float(v) for v in values[:7]), str(values[7]),
-                             bool(values[8]), float(values[9]), rules)
+                             bool(values[8]), float(values[9]), float(values[10]), rules)
         labels.append(label)
         reasons.append(reason)
     return np.array(labels, dtype=str), np.array(reasons, dtype=str)
@@ -146,7 +150,7 @@ def classify(spike_snr: np.ndarray, spike_rms: np.ndarray, image_snr: np.ndarray
 
 def _one(spike: float, spike_unit: float, image: float, dirty: float, excess: float,
          alarms: float, trust: float, how: str, diverged: bool, component: float,
-         rules: ClassifyConfig) -> tuple[str, str]:
+         peak: float, rules: ClassifyConfig) -> tuple[str, str]:
     from_model = how == "model"  # a model component with no image spike of its own
     if diverged:
         return "diverged", (f"the channel's model departs from the data everywhere (a "
@@ -160,6 +164,10 @@ def _one(spike: float, spike_unit: float, image: float, dirty: float, excess: fl
     feature = image > 0 and spike * spike_unit >= rules.excess_min
     significant = alarms <= rules.false_alarm_max
     fake_like = excess >= rules.excess_min and feature and held <= 1 - rules.excess_fraction
+    if fake_like and spike < rules.feature_fraction * peak:
+        return ("benign" if from_model else "uncertain"), (
+            f"on the flank of a brighter image feature (spike {spike:.1f} here, {peak:.1f} "
+            f"within a beam): no compact source of its own; unsupported {excess:.1f} rms")
     made_here = component >= max(rules.excess_min, rules.excess_fraction * excess)
     if fake_like and significant and not made_here:
         return "uncertain", (f"unsupported {excess:.1f} rms, but no model component here "

@@ -53,6 +53,10 @@ class ClassifyConfig:
     excess_min: float = 3.5
     #: ... and the data hold at most (1 - this) of the image spike
     excess_fraction: float = 0.5
+    #: ... and the image spike there is at least this fraction of the largest spike within
+    #: one beam FWHM (within its half maximum: the feature itself, not the flank of a brighter
+    #: one, such as a bright source whose psf and restoring beam differ near the main lobe)
+    feature_fraction: float = 0.5
     #: real: the dirty image (data) alone shows a one-channel spike of this significance
     real_min: float = 5.0
     #: ... and negative spikes as strong are this rare (see the reliability column)

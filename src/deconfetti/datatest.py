@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .features import Imprint, contrast_at, neighbour_contrast, ring_offsets
+from .features import Imprint, contrast_at, disk, neighbour_contrast, ring_offsets
 from .noise import robust_rms
 
 __all__ = ["Imprints", "unsupported", "unsupported_at", "unsupported_contrast", "data_test",
@@ -49,6 +49,8 @@ def data_test(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, image: np.nda
     dict of ndarray, shape (n,)
         ``dirty_snr``: one-channel contrast of the dirty image at the candidate, in
         spike_rms;
+        ``spike_peak_snr``: the largest image spike within one beam FWHM of the candidate
+        (``spike_snr`` there), in spike_rms;
         ``unsupported_snr``: unsupported excess, rms: the contrast of ``image - dirty`` at the
         candidate, or that minus its median on the ring, whichever is smaller.
         In a one-plane product (no adjacent channels), everything is taken against the
@@ -82,15 +84,39 @@ def data_test(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, image: np.nda
     if len(image) > 1:
         spike = contrast_at(image, chan, ys, xs, skip)
         excess = np.minimum(centre, centre - background) / rms[chan]
-        return {"dirty_snr": (spike - centre) / spike_rms[chan], "unsupported_snr": excess}
+        peak = _spike_peak(image, chan, ys, xs, beam[chan, 0], skip, np.zeros(len(chan)))
+        return {"dirty_snr": (spike - centre) / spike_rms[chan], "unsupported_snr": excess,
+                "spike_peak_snr": peak / spike_rms[chan]}
     # one plane: no adjacent channel takes the steady part of the emission away, the ring
     # does, for the image and for image - dirty alike
     values = image[pc, py, px]
-    spike = values[starts] - np.array([_finite_median(values[s + 1:s + n])
-                                       for s, n in zip(starts, sizes)])
+    level = np.array([_finite_median(values[s + 1:s + n]) for s, n in zip(starts, sizes)])
+    spike = values[starts] - level
     excess = centre - background
+    peak = _spike_peak(image, chan, ys, xs, beam[chan, 0], skip, level)
     return {"dirty_snr": (spike - excess) / spike_rms[chan],
-            "unsupported_snr": excess / rms[chan], "spike_snr": spike / spike_rms[chan]}
+            "unsupported_snr": excess / rms[chan], "spike_snr": spike / spike_rms[chan],
+            "spike_peak_snr": peak / spike_rms[chan]}
+
+
+def _spike_peak(image: np.ndarray, chan: np.ndarray, ys: np.ndarray, xs: np.ndarray,
+                radius: np.ndarray, skip: frozenset, level: np.ndarray) -> np.ndarray:
+    """The largest image spike (one-channel contrast, less ``level``) within ``radius``
+    pixels of each candidate, Jy/beam (NaN where no pixel there is finite)."""
+    ny, nx = image.shape[1:]
+    out = np.full(len(chan), np.nan)
+    for i, (c, y, x, r) in enumerate(zip(chan, ys, xs, radius)):
+        footprint = disk(r)
+        half = footprint.shape[0] // 2
+        dy, dx = np.nonzero(footprint)
+        dy, dx = dy + (y - half), dx + (x - half)
+        inside = (dy >= 0) & (dy < ny) & (dx >= 0) & (dx < nx)
+        values = contrast_at(image, np.full(np.count_nonzero(inside), c), dy[inside],
+                             dx[inside], skip) - level[i]
+        values = values[np.isfinite(values)]
+        if values.size:
+            out[i] = values.max()
+    return out
 
 
 def map_window(y: int, x: int, beam_major: float, shape: tuple[int, int],

@@ -225,14 +225,20 @@ def scan(products: "Products | str", *, config: Config | None = None,
     columns["false_alarm"] = false_alarm(columns["unsupported_snr"], columns["null_spread"],
                                          beams)
     failed = diverged(unsupported, config.classify)
+    stalled = unconverged(rms, config.classify)
+    # beside an unconverged channel the spike map takes its mean: no peak to compare with
+    chans = columns["channel"]
+    beside = (np.isin(chans - 1, np.flatnonzero(stalled))
+              | np.isin(chans + 1, np.flatnonzero(stalled)))
+    columns["spike_peak_snr"] = np.where(beside, np.nan, columns["spike_peak_snr"])
 
     log.info("Classifying %d candidate(s)", len(columns["channel"]))
     columns["classification"], columns["reason"] = classify(
         columns["spike_snr"], columns["spike_rms"] / columns["rms"], columns["image_snr"],
         columns["dirty_snr"], columns["unsupported_snr"],
         columns["false_alarm"], columns["reliability"], columns["found_by"],
-        failed[columns["channel"]], columns["component_snr"], rules=config.classify)
-    stalled = unconverged(rms, config.classify)
+        failed[columns["channel"]], columns["component_snr"], columns["spike_peak_snr"],
+        rules=config.classify)
     columns["classification"], columns["reason"] = mark_unconverged(
         columns["classification"], columns["reason"], columns["channel"], stalled, rms)
     meta = {"products": products.name, "inputs": products.paths,
@@ -392,6 +398,7 @@ def scan_block(products: Products, block: Block, carry: dict | None = None,
         carry["imprints"] = imprint.handover(block.stop - 1)  # the next block's halo
     else:
         columns["dirty_snr"] = columns["unsupported_snr"] = np.full(len(chan), np.nan)
+        columns["spike_peak_snr"] = np.full(len(chan), np.nan)
         columns["null_spread"] = np.full(len(chan), np.nan)
         maps = []
         carry.pop("imprints", None)
