@@ -235,7 +235,7 @@ def test_channel_maps_near_the_cube_edge_keep_their_offsets(example_scan, confet
 def test_layouts_kept_for_the_next_scan_draw_it_as_new_ones(example_scan, sim_scan):
     """The layouts a process keeps from one scan's figures to the next (a survey's
     cubes) draw each scan's figures as a first drawing does."""
-    from deconfetti.report import _LAYOUTS, evidence_pngs
+    from deconfetti.drawing import _LAYOUTS, evidence_pngs
 
     def pngs(scan):
         return evidence_pngs(scan.products, scan.candidates[:3], dpi=50,
@@ -246,3 +246,37 @@ def test_layouts_kept_for_the_next_scan_draw_it_as_new_ones(example_scan, sim_sc
     assert 50 in _LAYOUTS
     pngs(sim_scan)
     assert pngs(example_scan) == first
+
+
+def test_a_drawing_process_draws_what_this_process_draws(example_scan):
+    """The process forked before a scan (laid out on a sample cutout while it runs) draws
+    the PNGs this process would, ends with its block, and where it has died, or cannot
+    be forked because another thread runs, they are drawn here."""
+    import multiprocessing
+    import threading
+
+    from deconfetti.drawing import drawing_process, evidence_pngs
+
+    rows = example_scan.candidates[:7]
+    kwargs = dict(dpi=50, contrast=example_scan.contrast)
+    here = evidence_pngs(example_scan.products, rows, **kwargs)
+    with drawing_process(example_scan.products, len(rows), dpi=50) as drawer:
+        assert drawer is not None
+        assert evidence_pngs(example_scan.products, rows, drawer=drawer, workers=2,
+                             **kwargs) == here
+        assert len(multiprocessing.active_children()) == 1
+    assert multiprocessing.active_children() == []
+    with drawing_process(example_scan.products, len(rows), dpi=50) as drawer:
+        multiprocessing.active_children()[0].kill()
+        assert evidence_pngs(example_scan.products, rows, drawer=drawer, **kwargs) == here
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        with drawing_process(example_scan.products, len(rows), dpi=50) as drawer:
+            assert drawer is None
+    finally:
+        stop.set()
+        other.join()
+    with drawing_process(example_scan.products, 0, dpi=50) as drawer:
+        assert drawer is None

@@ -24,7 +24,7 @@ FLOW = [
     "pipeline",
     "repair.log", "repair.select", "repair.consistency", "repair.solve", "repair.write",
     "repair",
-    "cutout", "figures", "report",
+    "cutout", "figures", "drawing", "report",
     "outputs.regions", "outputs.survey", "outputs",
     "workflow", "cli",
     "simulate",
@@ -95,3 +95,14 @@ def test_a_scan_without_figures_draws_nothing(tmp_path):
             "print('matplotlib.figure' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_scan_with_figures_draws_them_in_its_drawing_process(tmp_path):
+    """The figures are laid out and drawn by a process forked before the scan: the
+    scanning process itself loads no matplotlib, and writes every figure."""
+    code = ("import sys, deconfetti\nfrom deconfetti.workflow import scan_to_folder\n"
+            f"scan_to_folder(deconfetti.example_path(), {str(tmp_path / 'scan')!r}, figures=4)\n"
+            "print('matplotlib.figure' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    assert len(list((tmp_path / "scan" / "figures").glob("*.png"))) == 4 * 5

@@ -256,7 +256,7 @@ def _progress(args: argparse.Namespace, name: str):
     from tqdm import tqdm
 
     # no monitor thread: the figures are drawn in forked processes only where no other
-    # thread runs (`deconfetti.report.evidence_pngs`)
+    # thread runs (`deconfetti.drawing`)
     tqdm.monitor_interval = 0
     bar = tqdm(desc=Path(name).name, unit="block", file=sys.stderr, leave=False)
 

@@ -17,7 +17,7 @@ from .features import spectral_contrast, zero_nan
 from .datatest import Imprints, contrast_map, map_window
 from .io.products import Products
 
-__all__ = ["Cutout", "make_cutout", "spectral_axis"]
+__all__ = ["Cutout", "make_cutout", "sample_cutout", "spectral_axis"]
 
 
 @dataclass
@@ -125,6 +125,33 @@ def make_cutout(products: Products, row: Any, *, half: int | None = None,
                   map_axis=axis[c0:c1], rms=float(row["rms"]),
                   spike_rms=float(row["spike_rms"]), beam=beam,
                   pixel_scale=products.pixel_scale)
+
+
+def sample_cutout(products: Products, *, spectral_half: int = 20) -> Cutout:
+    """A `Cutout` of noise with the products' geometry (beam, pixel scale, channels and
+    spectral axis) at their central pixel and channel, read from no pixel: what laying out
+    and first drawing the figures of their candidates needs (`deconfetti.drawing`)."""
+    nchan, ny, nx = products.shape
+    chan, y, x = nchan // 2, ny // 2, nx // 2
+    beam = tuple(float(v) for v in products.beam_pixels[chan])
+    window = map_window(y, x, beam[0], (ny, nx))
+    c0, c1 = max(0, chan - 4), min(nchan, chan + 5)
+    s0, s1 = max(0, chan - spectral_half), min(nchan, chan + spectral_half + 1)
+    shape = (c1 - c0, window[0].stop - window[0].start, window[1].stop - window[1].start)
+    noise = np.random.default_rng(0).standard_normal
+    maps = {kind: noise(shape).astype(np.float32) for kind in ("image", "model", "residual")}
+    spike = spectral_contrast(maps["image"], chan - c0)
+    axis, unit = spectral_axis(products, np.arange(nchan))
+    row = {"id": 0, "channel": chan, "y": y, "x": x, "rms": 1.0, "spike_rms": 1.0,
+           "classification": "confetti", "spike_snr": 0.0, "dirty_snr": 0.0,
+           "unsupported_snr": 0.0}
+    return Cutout(row=row, channels=np.arange(c0, c1), origin=(window[0].start, window[1].start),
+                  **maps, spike=spike, dirty_spike=0.5 * spike,
+                  spectral_channels=np.arange(s0, s1),
+                  spectra={kind: noise((s1 - s0, 3, 3)).astype(np.float32)
+                           for kind in ("image", "residual", "model")},
+                  spectral_axis=axis[s0:s1], spectral_unit=unit, map_axis=axis[c0:c1],
+                  rms=1.0, spike_rms=1.0, beam=beam, pixel_scale=products.pixel_scale)
 
 
 def _unsupported_contrast(products: Products, chan: int, window: tuple[slice, slice],

@@ -22,6 +22,7 @@ from astropy.table import Table
 
 from .checkpoint import BlockStore
 from .config import Config
+from .drawing import drawing_process, evidence_pngs, figure_rows
 from .errors import InputError
 from .files import check_outputs_apart, lock_output_dir, remove_temporaries
 from .io.discover import find_images
@@ -59,7 +60,7 @@ def scan_to_folder(products: "Products | str | Path", outdir: str | Path | None 
         Reuse the blocks an interrupted scan there left (same inputs and parameters).
     figures : int
         Write the evidence figures of ``figures`` candidates into ``figures/``
-        (`deconfetti.report.figure_rows`: confetti first, a diverged channel's last).
+        (`deconfetti.drawing.figure_rows`: confetti first, a diverged channel's last).
     report : bool
         Write ``report.html`` with the figures of ``top`` candidates (the same order).
     regions : str
@@ -95,17 +96,18 @@ def scan_to_folder(products: "Products | str | Path", outdir: str | Path | None 
                 remove_temporaries(folder)  # left by a killed run
             store = BlockStore(outdir / CHECKPOINT_DIR, products, config.to_dict(),
                                resume=resume)
-            result = scan(products, config=config, store=store, client=client,
-                          progress=progress)
-            paths = write_outputs(result, outdir, overwrite=True, regions=regions)
             count = max(figures, top if report else 0)
-            if count > 0:  # matplotlib is imported only here
-                from .report import evidence_pngs, figure_rows
-
-                pngs = evidence_pngs(result.products, figure_rows(result.candidates, count),
-                                     dpi=dpi, contrast=result.contrast,
-                                     diverged=_diverged(result),
-                                     workers=config.stream.workers or os.cpu_count() or 1)
+            workers = config.stream.workers or os.cpu_count() or 1
+            # the figures are laid out by a process forked before the scan, while it runs
+            with drawing_process(products, count, dpi=dpi) as drawer:
+                result = scan(products, config=config, store=store, client=client,
+                              progress=progress)
+                paths = write_outputs(result, outdir, overwrite=True, regions=regions)
+                if count > 0:
+                    pngs = evidence_pngs(result.products,
+                                         figure_rows(result.candidates, count), dpi=dpi,
+                                         contrast=result.contrast, diverged=_diverged(result),
+                                         workers=workers, drawer=drawer)
             if figures > 0:
                 write_figures({i: pngs[i] for i in list(pngs)[:figures]}, outdir)
             if report:
