@@ -250,29 +250,32 @@ def test_layouts_kept_for_the_next_scan_draw_it_as_new_ones(example_scan, sim_sc
 
 def test_a_drawing_process_draws_what_this_process_draws(example_scan):
     """The process forked before a scan (laid out on a sample cutout while it runs) draws
-    the PNGs this process would, ends with its block, and where it has died, or cannot
-    be forked because another thread runs, they are drawn here."""
+    the PNGs this process would, serves the next scans too, and where it has died, or
+    cannot be forked because another thread runs, they are drawn here."""
     import multiprocessing
     import threading
 
-    from deconfetti.drawing import drawing_process, evidence_pngs
+    from deconfetti.drawing import drawing_process, evidence_pngs, stop_drawing_processes
 
     rows = example_scan.candidates[:7]
     kwargs = dict(dpi=50, contrast=example_scan.contrast)
     here = evidence_pngs(example_scan.products, rows, **kwargs)
+    stop_drawing_processes()
     with drawing_process(example_scan.products, len(rows), dpi=50) as drawer:
         assert drawer is not None
         assert evidence_pngs(example_scan.products, rows, drawer=drawer, workers=2,
                              **kwargs) == here
-        assert len(multiprocessing.active_children()) == 1
-    assert multiprocessing.active_children() == []
-    with drawing_process(example_scan.products, len(rows), dpi=50) as drawer:
-        multiprocessing.active_children()[0].kill()
-        assert evidence_pngs(example_scan.products, rows, drawer=drawer, **kwargs) == here
+    (process,) = multiprocessing.active_children()
+    with drawing_process(example_scan.products, len(rows), dpi=50) as again:
+        assert again is drawer  # laid out already: the next scan's figures are drawn there
+        with drawing_process(example_scan.products, len(rows), dpi=50) as busy:
+            assert busy is None  # in use
+        process.kill()
+        assert evidence_pngs(example_scan.products, rows, drawer=again, **kwargs) == here
     stop = threading.Event()
     other = threading.Thread(target=stop.wait)
     other.start()
-    try:
+    try:  # the dead one cannot be replaced while another thread runs
         with drawing_process(example_scan.products, len(rows), dpi=50) as drawer:
             assert drawer is None
     finally:
@@ -280,3 +283,21 @@ def test_a_drawing_process_draws_what_this_process_draws(example_scan):
         other.join()
     with drawing_process(example_scan.products, 0, dpi=50) as drawer:
         assert drawer is None
+    with drawing_process(example_scan.products, len(rows), dpi=50) as drawer:
+        assert drawer is not None and drawer is not again
+    # a forked child (a user's own pool of processes) starts its own, if it draws
+    context = multiprocessing.get_context("fork")
+    child = context.Process(target=_exit_with_drawers)
+    child.start()
+    child.join()
+    assert child.exitcode == 0
+    stop_drawing_processes()
+    assert multiprocessing.active_children() == []
+
+
+def _exit_with_drawers() -> None:
+    import sys
+
+    from deconfetti.drawing import _DRAWERS
+
+    sys.exit(len(_DRAWERS))

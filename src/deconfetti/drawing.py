@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import multiprocessing.util
+import os
 import threading
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -20,7 +22,7 @@ from .io.products import Products
 if TYPE_CHECKING:
     from .figures import EvidenceFigures
 
-__all__ = ["evidence_pngs", "drawing_process", "figure_rows", "FIGURE_ORDER",
+__all__ = ["evidence_pngs", "drawing_process", "stop_drawing_processes", "figure_rows", "FIGURE_ORDER",
            "ROWS_PER_PROCESS"]
 
 #: which candidates get figures first: those that call for a repair or a look; the
@@ -56,11 +58,7 @@ def evidence_pngs(products: Products, rows: Table, *, dpi: int = 72,
     """
     cutouts = [make_cutout(products, row, contrast=contrast, diverged=diverged)
                for row in rows]
-    drawn = None
-    if drawer is not None:
-        with contextlib.suppress(EOFError, OSError):
-            drawer.send((cutouts, workers))
-            drawn = drawer.recv()
+    drawn = None if drawer is None else _ask(drawer, (cutouts, workers))
     if not isinstance(drawn, dict):
         with _layouts(dpi) as figures:
             drawn = _draw_in_processes(figures, cutouts, workers)
@@ -69,34 +67,86 @@ def evidence_pngs(products: Products, rows: Table, *, dpi: int = 72,
 
 @contextlib.contextmanager
 def drawing_process(products: Products, count: int, *, dpi: int = 72) -> Iterator[Any]:
-    """A process forked now, before a scan starts its threads, that lays out and first
-    draws the evidence figures of ``products`` (~2 s, on a `sample_cutout`) while the scan
-    runs, then draws the PNGs of its candidates (`evidence_pngs` ``drawer``).
+    """The process that draws this process's evidence PNGs at ``dpi`` (`evidence_pngs`
+    ``drawer``). The first time, it is forked now, before a scan starts its threads, and
+    lays out and first draws the figures (~2 s, on a `sample_cutout` of ``products``)
+    while the scan runs; later scans (a survey's cubes, a notebook's) find it laid out.
 
-    Yields its end of a pipe; None where ``count`` is 0, a thread other than this one runs
-    or there is no fork. The process ends with the block.
+    Yields its end of a pipe; None where ``count`` is 0, another thread is using it, or it
+    is not running and cannot be forked (a thread other than this one runs, or there is
+    no fork). It ends when this process does (or at `stop_drawing_processes`).
     """
-    if (count < 1 or threading.active_count() > 1
-            or "fork" not in multiprocessing.get_all_start_methods()):
+    if count < 1 or not _DRAWERS_LOCK.acquire(blocking=False):
         yield None
         return
-    sample = sample_cutout(products)
+    try:
+        drawer = _DRAWERS.get(dpi)
+        if drawer is None or not drawer[0].is_alive():
+            drawer = _DRAWERS.pop(dpi, None) and None
+            if (threading.active_count() == 1
+                    and "fork" in multiprocessing.get_all_start_methods()):
+                drawer = _DRAWERS[dpi] = _start_drawer(sample_cutout(products), dpi)
+        yield None if drawer is None else drawer[1]
+    finally:
+        _DRAWERS_LOCK.release()
+
+
+def stop_drawing_processes() -> None:
+    """End the drawing processes (run at exit). Between requests they hold nothing to
+    finish, and one may still be laying out (after a short scan): they are ended at once."""
+    while _DRAWERS:
+        process, connection = _DRAWERS.popitem()[1]
+        connection.close()
+        process.terminate()
+        process.join()
+
+
+#: the drawing process by dpi: (process, this end of its pipe)
+_DRAWERS: dict[int, tuple[Any, Any]] = {}
+_DRAWERS_LOCK = threading.Lock()
+# run at exit by multiprocessing before it joins its children (which would wait for ever
+# on a drawing process whose pipe is still open)
+multiprocessing.util.Finalize(None, stop_drawing_processes, exitpriority=10)
+
+
+def _forget_drawers() -> None:
+    """In a forked child: the drawing processes are the parent's; the child neither asks
+    them nor keeps their pipes open."""
+    for _, connection in _DRAWERS.values():
+        connection.close()
+    _DRAWERS.clear()
+
+
+os.register_at_fork(after_in_child=_forget_drawers)
+
+
+def _start_drawer(sample: Cutout, dpi: int) -> tuple[Any, Any]:
     context = multiprocessing.get_context("fork")
     here, there = context.Pipe()
     # not a daemon: it forks copies of itself to draw (it ends when the pipe closes)
     process = context.Process(target=_serve, args=(there, here, sample, dpi))
     process.start()
     there.close()
+    return process, here
+
+
+def _ask(drawer: Any, message: Any) -> Any:
+    """``drawer``'s answer to ``message`` (None if it fails). Where the exchange breaks
+    off (an error, an interrupt), the process is ended, so that no answer is left in its
+    pipe for the next question."""
     try:
-        yield here
-    finally:
-        with contextlib.suppress(OSError):
-            here.send(None)
-        here.close()
-        process.join(timeout=10)
-        if process.is_alive():
-            process.kill()
-            process.join()
+        drawer.send(message)
+        return drawer.recv()
+    except (EOFError, OSError):
+        return None
+    except BaseException:
+        for dpi, (process, connection) in list(_DRAWERS.items()):
+            if connection is drawer:
+                del _DRAWERS[dpi]
+                connection.close()
+                process.kill()
+                process.join()
+        raise
 
 
 def _serve(connection: Any, parents: Any, sample: Cutout, dpi: int) -> None:
@@ -190,7 +240,8 @@ def _send_pngs(writer: Any, figures: EvidenceFigures, cutouts: list[Cutout]) -> 
     drawn = None
     with contextlib.suppress(Exception):
         drawn = _draw_pngs(figures, cutouts)
-    writer.send(drawn)
+    with contextlib.suppress(OSError):  # the parent is gone
+        writer.send(drawn)
     writer.close()
 
 
