@@ -27,11 +27,12 @@ CASES = [
 
 
 def one(spike, image, dirty, excess, alarms, reliability, how, diverged,
-        rules=ClassifyConfig(), component=50.0, peak=np.nan):
+        rules=ClassifyConfig(), component=50.0, peak=np.nan, extent=0.0):
     labels, reasons = classify(np.array([spike]), np.array([1.0]), np.array([image]),
                                np.array([dirty]), np.array([excess]), np.array([alarms]),
                                np.array([reliability]), np.array([how]), np.array([diverged]),
-                               np.array([component]), np.array([peak]), rules=rules)
+                               np.array([component]), np.array([peak]), np.array([extent]),
+                               rules=rules)
     return labels[0], reasons[0]
 
 
@@ -68,6 +69,16 @@ def test_the_flank_of_a_brighter_feature_is_not_confetti():
     # exactly half of the peak is still on the feature (within its half maximum)
     assert one(9.0, 9.5, 0.5, 8.5, 1e-6, 0.2, "spike+model", False, peak=18.0)[0] \
         == "confetti"
+
+
+def test_an_extended_excess_is_not_confetti():
+    """An unsupported excess that stays high one beam out in many directions (the ridge of
+    resolved-out flux on a 7m mosaic's one-plane cut, 36 rms, 7 of 16 directions) is not
+    a compact fake source."""
+    case = (58.9, 76.4, 22.9, 36.0, 0.002, np.nan, "model", False)
+    assert one(*case, component=74.2, extent=0.06)[0] == "confetti"
+    label, reason = one(*case, component=74.2, extent=0.44)
+    assert label == "benign" and "extended" in reason
 
 
 def test_a_reason_states_what_the_data_hold():
@@ -119,3 +130,26 @@ def test_the_spike_peak_is_the_brightest_spike_within_a_beam(nchan):
     assert peak[1] == pytest.approx(peak[0], rel=0.02)  # the flank: the peak's
     flank = feature[32, 36]  # 100 * 2 ** -(4 * 16 / 25) = 17
     assert flank < 0.5 * peak[1]
+
+
+def test_the_extent_of_an_excess_tells_a_point_from_a_ridge():
+    """``excess_extent`` is 0 for a beam-sized excess and large along a ridge (one
+    plane: image - dirty is the model's restoration where the psf is a point)."""
+    from deconfetti.datatest import Imprints, data_test
+    from deconfetti.features import gaussian_beam
+
+    yy, xx = np.mgrid[:64, :64]
+    point = gaussian_beam(yy - 32, xx - 32, 5.0, 5.0, 0.0)
+    ridge = np.exp(-4 * np.log(2) * (yy - 32) ** 2 / 25.0)  # along x, 5 px wide
+    psf = np.zeros((1, 33, 33))
+    psf[0, 16, 16] = 1.0
+    extents = []
+    for restored in (point, ridge):
+        image = 10.0 * restored[None]  # image - dirty: the model's restoration
+        out = data_test(np.zeros(1, int), np.array([32]), np.array([32]), image=image,
+                        residual=np.zeros_like(image), imprint=Imprints(np.zeros_like(image), psf),
+                        rms=np.ones(1), spike_rms=np.ones(1), beam=np.array([[5.0, 5.0, 0.0]]),
+                        ring_beams=1.5)
+        extents.append(out["excess_extent"][0])
+    assert extents[0] == 0.0
+    assert extents[1] >= 0.25  # the two directions along the ridge and their neighbours

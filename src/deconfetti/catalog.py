@@ -40,6 +40,11 @@ COLUMNS: dict[str, Column] = {
         "the largest spike_snr within one beam FWHM of the peak pixel, in spike_rms: a "
         "compact feature peaks at its candidate, the flank of a brighter one does not; NaN "
         "without a psf and beside an unconverged channel (whose mean the spike takes)"),
+    "excess_extent": Column("f8", None,
+        "fraction of 16 directions in which the unsupported excess one beam FWHM from the peak "
+        "pixel is still at least half of its own: about 0 for a compact source (a beam is at "
+        "1/16 there), large on a ridge or plateau of extended emission; NaN without a psf or "
+        "an excess"),
     "model_peak": Column("f8", "Jy / pix", "brightest model pixel within half a beam FWHM"),
     "model_peak_beam": Column("f8", "Jy / beam", "model_peak times pixels per beam"),
     "negative_flux": Column("f8", "Jy",

@@ -21,13 +21,15 @@ image, i.e. in the data), ``unsupported_snr`` (the unsupported excess in channel
 - confetti: a positive image feature (``image_snr > 0``, the spike at least ``excess_min``
   rms, and at least ``feature_fraction`` of the largest spike within one beam FWHM,
   ``spike_peak_snr``: the candidate is on the feature, not on the flank of a brighter one) whose
+  unsupported excess is compact (``excess_extent`` at most ``extent_max``) and
   unsupported excess reaches ``excess_min`` rms, is not explained by the channel's own
   variation of the statistic (``false_alarm <= false_alarm_max``), of which the data
   hold at most ``1 - excess_fraction``, and which a model component under it makes
   (``component_snr``, what the model within a beam restores there, reaches
   ``excess_min`` and ``excess_fraction`` of the excess);
-- benign: otherwise, a model component with no image spike of its own, or on the flank of
-  a brighter one (in a one-plane product every candidate is a model component);
+- benign: otherwise, a model component with no image spike of its own, on the flank of
+  a brighter one or with an extended excess (in a one-plane product every candidate is a
+  model component);
 - real: otherwise, the data alone show the spike at ``real_min`` or more and negative
   spikes as strong are rare (``reliability >= reliability_min``);
 - noise: a faint or noise-like spike with no significant unsupported excess;
@@ -106,7 +108,8 @@ def _over_median(rms: np.ndarray) -> np.ndarray:
 def classify(spike_snr: np.ndarray, spike_rms: np.ndarray, image_snr: np.ndarray,
              dirty_snr: np.ndarray, unsupported_snr: np.ndarray, false_alarm: np.ndarray,
              reliability: np.ndarray, found_by: np.ndarray, diverged: np.ndarray,
-             component_snr: np.ndarray, spike_peak_snr: np.ndarray, *, rules: ClassifyConfig
+             component_snr: np.ndarray, spike_peak_snr: np.ndarray,
+             excess_extent: np.ndarray, *, rules: ClassifyConfig
              ) -> tuple[np.ndarray, np.ndarray]:
     """Class and reason of each candidate.
 
@@ -133,6 +136,9 @@ def classify(spike_snr: np.ndarray, spike_rms: np.ndarray, image_snr: np.ndarray
     spike_peak_snr : ndarray, shape (n,)
         The largest spike within one beam FWHM of the candidate, in spike noise (NaN
         when there is no psf).
+    excess_extent : ndarray, shape (n,)
+        Fraction of directions in which the excess one beam FWHM out is at least half of
+        the candidate's (NaN when there is no psf).
 
     Returns
     -------
@@ -140,9 +146,10 @@ def classify(spike_snr: np.ndarray, spike_rms: np.ndarray, image_snr: np.ndarray
     """
     labels, reasons = [], []
     for values in zip(spike_snr, spike_rms, image_snr, dirty_snr, unsupported_snr, false_alarm,
-                      reliability, found_by, diverged, component_snr, spike_peak_snr):
+                      reliability, found_by, diverged, component_snr, spike_peak_snr,
+                      excess_extent):
         label, reason = _one(*(float(v) for v in values[:7]), str(values[7]),
-                             bool(values[8]), float(values[9]), float(values[10]), rules)
+                             bool(values[8]), *(float(v) for v in values[9:]), rules)
         labels.append(label)
         reasons.append(reason)
     return np.array(labels, dtype=str), np.array(reasons, dtype=str)
@@ -150,7 +157,7 @@ def classify(spike_snr: np.ndarray, spike_rms: np.ndarray, image_snr: np.ndarray
 
 def _one(spike: float, spike_unit: float, image: float, dirty: float, excess: float,
          alarms: float, trust: float, how: str, diverged: bool, component: float,
-         peak: float, rules: ClassifyConfig) -> tuple[str, str]:
+         peak: float, extent: float, rules: ClassifyConfig) -> tuple[str, str]:
     from_model = how == "model"  # a model component with no image spike of its own
     if diverged:
         return "diverged", (f"the channel's model departs from the data everywhere (a "
@@ -168,6 +175,11 @@ def _one(spike: float, spike_unit: float, image: float, dirty: float, excess: fl
         return ("benign" if from_model else "uncertain"), (
             f"on the flank of a brighter image feature (spike {spike:.1f} here, {peak:.1f} "
             f"within a beam): no compact source of its own; unsupported {excess:.1f} rms")
+    if fake_like and extent > rules.extent_max:
+        return ("benign" if from_model else "uncertain"), (
+            f"unsupported {excess:.1f} rms, but extended: one beam out it stays above half "
+            f"in {extent:.0%} of the directions (resolved-out flux of extended emission, "
+            "not a compact source)")
     made_here = component >= max(rules.excess_min, rules.excess_fraction * excess)
     if fake_like and significant and not made_here:
         return "uncertain", (f"unsupported {excess:.1f} rms, but no model component here "

@@ -57,6 +57,10 @@ class ClassifyConfig:
     #: one beam FWHM (within its half maximum: the feature itself, not the flank of a brighter
     #: one, such as a bright source whose psf and restoring beam differ near the main lobe)
     feature_fraction: float = 0.5
+    #: ... and the excess is compact: one beam FWHM out it is still at least half of its own
+    #: in at most this fraction of 16 directions (a beam is at 1/16 there; a ridge or
+    #: plateau of resolved-out extended emission stays high in many)
+    extent_max: float = 0.25
     #: real: the dirty image (data) alone shows a one-channel spike of this significance
     real_min: float = 5.0
     #: ... and negative spikes as strong are this rare (see the reliability column)

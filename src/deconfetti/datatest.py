@@ -25,7 +25,7 @@ __all__ = ["Imprints", "unsupported", "unsupported_at", "unsupported_contrast", 
 def data_test(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, image: np.ndarray,
               residual: np.ndarray, imprint: Imprints, rms: np.ndarray,
               spike_rms: np.ndarray, beam: np.ndarray, ring_beams: float,
-              skip: frozenset = frozenset()) -> dict[str, np.ndarray]:
+              skip: frozenset = frozenset(), shape: bool = True) -> dict[str, np.ndarray]:
     """Compare the restored image with the dirty image at each candidate.
 
     Parameters
@@ -43,6 +43,9 @@ def data_test(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, image: np.nda
         Radius of the background ring, beam major FWHM.
     skip : frozenset of int
         Block channels left out of every channel contrast (diverged ones).
+    shape : bool
+        Measure the feature's shape too (``spike_peak_snr``, ``excess_extent``; NaN
+        without: the null needs neither).
 
     Returns
     -------
@@ -51,6 +54,8 @@ def data_test(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, image: np.nda
         spike_rms;
         ``spike_peak_snr``: the largest image spike within one beam FWHM of the candidate
         (``spike_snr`` there), in spike_rms;
+        ``excess_extent``: the fraction of 16 directions in which the excess one beam FWHM
+        out is still at least half of the candidate's;
         ``unsupported_snr``: unsupported excess, rms: the contrast of ``image - dirty`` at the
         candidate, or that minus its median on the ring, whichever is smaller.
         In a one-plane product (no adjacent channels), everything is taken against the
@@ -81,22 +86,48 @@ def data_test(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, image: np.nda
                                  imprint=imprint)
     centre = local[starts] if len(starts) else np.empty(0)
     background = np.array([_finite_median(local[s + 1:s + n]) for s, n in zip(starts, sizes)])
-    if len(image) > 1:
+    cube = len(image) > 1
+    measured = ((lambda v, b: np.minimum(v, v - b)) if cube else (lambda v, b: v - b))
+    extent = (_extent(chan, ys, xs, beam, skip, measured, measured(centre, background),
+                      background, image=image, residual=residual, imprint=imprint)
+              if shape else np.full(len(chan), np.nan))
+    if cube:
         spike = contrast_at(image, chan, ys, xs, skip)
         excess = np.minimum(centre, centre - background) / rms[chan]
-        peak = _spike_peak(image, chan, ys, xs, beam[chan, 0], skip, np.zeros(len(chan)))
+        peak = (_spike_peak(image, chan, ys, xs, beam[chan, 0], skip, np.zeros(len(chan)))
+                if shape else np.full(len(chan), np.nan))
         return {"dirty_snr": (spike - centre) / spike_rms[chan], "unsupported_snr": excess,
-                "spike_peak_snr": peak / spike_rms[chan]}
+                "spike_peak_snr": peak / spike_rms[chan], "excess_extent": extent}
     # one plane: no adjacent channel takes the steady part of the emission away, the ring
     # does, for the image and for image - dirty alike
     values = image[pc, py, px]
     level = np.array([_finite_median(values[s + 1:s + n]) for s, n in zip(starts, sizes)])
     spike = values[starts] - level
     excess = centre - background
-    peak = _spike_peak(image, chan, ys, xs, beam[chan, 0], skip, level)
+    peak = (_spike_peak(image, chan, ys, xs, beam[chan, 0], skip, level) if shape
+            else np.full(len(chan), np.nan))
     return {"dirty_snr": (spike - excess) / spike_rms[chan],
             "unsupported_snr": excess / rms[chan], "spike_snr": spike / spike_rms[chan],
-            "spike_peak_snr": peak / spike_rms[chan]}
+            "spike_peak_snr": peak / spike_rms[chan], "excess_extent": extent}
+
+
+def _extent(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, beam: np.ndarray,
+            skip: frozenset, measured: Any, excess: np.ndarray, background: np.ndarray,
+            **planes: Any) -> np.ndarray:
+    """The fraction of 16 directions in which the unsupported excess one beam FWHM from
+    each candidate (``measured`` against its ``background`` as at the candidate) is still
+    at least half of its ``excess`` (NaN where it has none)."""
+    ny, nx = planes["image"].shape[1:]
+    out = np.full(len(chan), np.nan)
+    for i, (c, y, x) in enumerate(zip(chan, ys, xs)):
+        if not excess[i] > 0:
+            continue
+        ring = ring_offsets(beam[c, 0]) + (y, x)
+        ring = ring[(ring[:, 0] >= 0) & (ring[:, 0] < ny) & (ring[:, 1] >= 0) & (ring[:, 1] < nx)]
+        values = unsupported_contrast(np.full(len(ring), c), ring[:, 0], ring[:, 1], skip,
+                                      **planes)
+        out[i] = float(np.mean(measured(values, background[i]) >= 0.5 * excess[i]))
+    return out
 
 
 def _spike_peak(image: np.ndarray, chan: np.ndarray, ys: np.ndarray, xs: np.ndarray,
@@ -284,7 +315,7 @@ class NullSample:
             ones = np.ones(nread)
             return _spread(data_test(np.zeros(len(ys), int), ys, xs, **self._planes,
                                      rms=ones, spike_rms=ones, beam=self._beam,
-                                     ring_beams=self._ring_beams)["unsupported_snr"])
+                                     ring_beams=self._ring_beams, shape=False)["unsupported_snr"])
         sides = [self._unsupported(n, chan) for n in (chan - 1, chan + 1)
                  if 0 <= n < nread and n not in skip]
         return _spread(neighbour_contrast(self._unsupported(chan, chan), sides))

@@ -238,7 +238,7 @@ def scan(products: "Products | str", *, config: Config | None = None,
         columns["dirty_snr"], columns["unsupported_snr"],
         columns["false_alarm"], columns["reliability"], columns["found_by"],
         failed[columns["channel"]], columns["component_snr"], columns["spike_peak_snr"],
-        rules=config.classify)
+        columns["excess_extent"], rules=config.classify)
     columns["classification"], columns["reason"] = mark_unconverged(
         columns["classification"], columns["reason"], columns["channel"], stalled, rms)
     meta = {"products": products.name, "inputs": products.paths,
@@ -399,6 +399,7 @@ def scan_block(products: Products, block: Block, carry: dict | None = None,
     else:
         columns["dirty_snr"] = columns["unsupported_snr"] = np.full(len(chan), np.nan)
         columns["spike_peak_snr"] = np.full(len(chan), np.nan)
+        columns["excess_extent"] = np.full(len(chan), np.nan)
         columns["null_spread"] = np.full(len(chan), np.nan)
         maps = []
         carry.pop("imprints", None)
