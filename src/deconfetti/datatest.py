@@ -87,28 +87,28 @@ def data_test(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, *, image: np.nda
     centre = local[starts] if len(starts) else np.empty(0)
     background = np.array([_finite_median(local[s + 1:s + n]) for s, n in zip(starts, sizes)])
     cube = len(image) > 1
+    # the excess of a value of the contrast: against the ring too in a cube, against the
+    # ring alone in one plane (no adjacent channel takes the steady emission away)
     measured = ((lambda v, b: np.minimum(v, v - b)) if cube else (lambda v, b: v - b))
-    extent = (_extent(chan, ys, xs, beam, skip, measured, measured(centre, background),
-                      background, image=image, residual=residual, imprint=imprint)
-              if shape else np.full(len(chan), np.nan))
+    excess = measured(centre, background)
     if cube:
+        level = np.zeros(len(chan))
         spike = contrast_at(image, chan, ys, xs, skip)
-        excess = np.minimum(centre, centre - background) / rms[chan]
-        peak = (_spike_peak(image, chan, ys, xs, beam[chan, 0], skip, np.zeros(len(chan)))
-                if shape else np.full(len(chan), np.nan))
-        return {"dirty_snr": (spike - centre) / spike_rms[chan], "unsupported_snr": excess,
-                "spike_peak_snr": peak / spike_rms[chan], "excess_extent": extent}
-    # one plane: no adjacent channel takes the steady part of the emission away, the ring
-    # does, for the image and for image - dirty alike
-    values = image[pc, py, px]
-    level = np.array([_finite_median(values[s + 1:s + n]) for s, n in zip(starts, sizes)])
-    spike = values[starts] - level
-    excess = centre - background
-    peak = (_spike_peak(image, chan, ys, xs, beam[chan, 0], skip, level) if shape
-            else np.full(len(chan), np.nan))
-    return {"dirty_snr": (spike - excess) / spike_rms[chan],
-            "unsupported_snr": excess / rms[chan], "spike_snr": spike / spike_rms[chan],
-            "spike_peak_snr": peak / spike_rms[chan], "excess_extent": extent}
+        out = {"dirty_snr": (spike - centre) / spike_rms[chan]}
+    else:  # the ring takes the steady emission off the image too
+        values = image[pc, py, px]
+        level = np.array([_finite_median(values[s + 1:s + n]) for s, n in zip(starts, sizes)])
+        spike = values[starts] - level
+        out = {"dirty_snr": (spike - excess) / spike_rms[chan],
+               "spike_snr": spike / spike_rms[chan]}
+    out["unsupported_snr"] = excess / rms[chan]
+    unmeasured = np.full(len(chan), np.nan)
+    out["spike_peak_snr"] = (_spike_peak(image, chan, ys, xs, beam[chan, 0], skip, level)
+                             / spike_rms[chan] if shape else unmeasured)
+    out["excess_extent"] = (_extent(chan, ys, xs, beam, skip, measured, excess, background,
+                                    image=image, residual=residual, imprint=imprint)
+                            if shape else unmeasured)
+    return out
 
 
 def _extent(chan: np.ndarray, ys: np.ndarray, xs: np.ndarray, beam: np.ndarray,

@@ -82,7 +82,8 @@ def drawing_process(products: Products, count: int, *, dpi: int = 72) -> Iterato
     try:
         drawer = _DRAWERS.get(dpi)
         if drawer is None or not drawer[0].is_alive():
-            drawer = _DRAWERS.pop(dpi, None) and None
+            _DRAWERS.pop(dpi, None)
+            drawer = None
             if (threading.active_count() == 1
                     and "fork" in multiprocessing.get_all_start_methods()):
                 drawer = _DRAWERS[dpi] = _start_drawer(sample_cutout(products), dpi)
@@ -152,8 +153,8 @@ def _ask(drawer: Any, message: Any) -> Any:
 def _serve(connection: Any, parents: Any, sample: Cutout, dpi: int) -> None:
     """The drawing process: lays out its figures on ``sample``, then draws each
     ``(cutouts, workers)`` it is sent (`_draw_in_processes`) and sends back their PNGs
-    (None on an error: they are drawn in the parent, which raises what is wrong), until it
-    is sent None or the parent's end of the pipe closes (``parents``, closed here at once,
+    (None on an error: they are drawn in the parent, which raises what is wrong), until
+    the parent's end of the pipe closes (``parents``, closed here at once,
     so that a parent killed outright leaves no process behind)."""
     parents.close()
     _forget_fonts()
@@ -164,8 +165,6 @@ def _serve(connection: Any, parents: Any, sample: Cutout, dpi: int) -> None:
             try:
                 message = connection.recv()
             except EOFError:
-                break
-            if message is None:
                 break
             drawn = None
             with contextlib.suppress(Exception):
