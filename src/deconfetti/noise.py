@@ -95,23 +95,52 @@ def highpass_fraction(width: float, *, psf: np.ndarray | None = None,
 
 
 def robust_rms(values: np.ndarray, *, clip: float = 3.0, max_samples: int = 250_000) -> float:
-    """Sigma-clipped MAD x 1.4826 of the finite ``values`` (NaN when fewer than 20)."""
+    """Sigma-clipped MAD x 1.4826 of the finite ``values`` (NaN when fewer than 20).
+
+    The values are sorted once: each clip keeps a contiguous run of them, whose median is
+    its middle and whose MAD is the middle of two sorted runs (those below and those from
+    the median), so no pass partitions the values again (the same numbers as
+    ``np.median`` over the clipped values, in a fraction of the time).
+    """
     values = np.ravel(values)
     values = values[np.isfinite(values)]
     if values.size > max_samples:
         values = values[:: int(np.ceil(values.size / max_samples))]
-    values = values.astype(np.float64)  # after subsampling, not a whole plane in float64
     if values.size < 20:
         return float("nan")
-    count = -1
-    while values.size != count and values.size >= 20:
-        count = values.size
-        centre = np.median(values)
-        rms = 1.4826 * np.median(np.abs(values - centre))
+    values = np.sort(values.astype(np.float64))  # after subsampling: not a whole plane
+    lo, hi, count = 0, values.size, -1
+    while hi - lo != count and hi - lo >= 20:
+        count = hi - lo
+        kept = values[lo:hi]
+        offsets = kept - _sorted_median(kept, kept[:0])  # ascending
+        below = int(np.searchsorted(offsets, 0.0))
+        rms = 1.4826 * _sorted_median(-offsets[:below][::-1], offsets[below:])
         if rms == 0:
             break
-        values = values[np.abs(values - centre) < clip * rms]
+        lo, hi = (lo + int(np.searchsorted(offsets, -clip * rms, "right")),
+                  lo + int(np.searchsorted(offsets, clip * rms, "left")))
     return float(rms)
+
+
+def _sorted_median(a: np.ndarray, b: np.ndarray) -> float:
+    """``np.median`` of the union of the ascending arrays ``a`` and ``b``."""
+    n = len(a) + len(b)
+    middle = [_kth_smallest(a, b, k) for k in ((n // 2,) if n % 2 else (n // 2 - 1, n // 2))]
+    return float(np.mean(middle))
+
+
+def _kth_smallest(a: np.ndarray, b: np.ndarray, k: int) -> float:
+    """The ``k``-th (0-based) smallest of the union of the ascending arrays ``a`` and ``b``:
+    a bisection for how many of the ``k + 1`` smallest come from ``a``."""
+    lo, hi = max(0, k + 1 - len(b)), min(k + 1, len(a))
+    while lo < hi:
+        i = (lo + hi) // 2
+        if a[i] < b[k - i]:
+            lo = i + 1
+        else:
+            hi = i
+    return max(([a[lo - 1]] if lo > 0 else []) + ([b[k - lo]] if k - lo >= 0 else []))
 
 
 def channel_rms(residual: np.ndarray, valid: np.ndarray, *, width: float, fraction: float,
