@@ -153,3 +153,19 @@ def test_the_extent_of_an_excess_tells_a_point_from_a_ridge():
         extents.append(out["excess_extent"][0])
     assert extents[0] == 0.0
     assert extents[1] >= 0.25  # the two directions along the ridge and their neighbours
+
+
+def test_the_null_draws_its_pixels_as_a_choice_among_the_valid_ones():
+    """The null's pixels are `rng.choice` of the valid pixels' flat indices, drawn without
+    making that index (the same pixels, so the catalogs' nulls do not move)."""
+    from deconfetti.datatest import _draw_valid
+
+    rng = np.random.default_rng(4)
+    for seed in range(200):
+        valid = rng.random(tuple(rng.integers(1, 50, 2))) < rng.random()
+        samples = (512, 5, 0)[seed % 3]
+        flat = np.flatnonzero(valid)
+        pick = np.sort(np.random.default_rng(seed).choice(
+            flat, min(samples, flat.size), replace=False))
+        ys, xs = _draw_valid(valid, samples, np.random.default_rng(seed))
+        assert np.array_equal(ys * valid.shape[1] + xs, pick)

@@ -282,11 +282,8 @@ class NullSample:
     def pixels(self, chan: int) -> tuple[np.ndarray, np.ndarray]:
         """The drawn pixels ``(ys, xs)`` of block channel ``chan``."""
         if chan not in self._pixels:
-            candidates = np.flatnonzero(self._valid[chan])
-            rng = np.random.default_rng(self._first + chan)
-            pick = np.sort(rng.choice(candidates, min(self._samples, candidates.size),
-                                      replace=False))
-            self._pixels[chan] = np.unravel_index(pick, self._valid.shape[1:])
+            self._pixels[chan] = _draw_valid(self._valid[chan], self._samples,
+                                             np.random.default_rng(self._first + chan))
         return self._pixels[chan]
 
     def fraction(self, chan: int) -> float:
@@ -344,3 +341,21 @@ def _spread(values: np.ndarray) -> float:
 def _finite_median(values: np.ndarray) -> float:
     values = values[np.isfinite(values)]
     return float(np.median(values)) if values.size else 0.0
+
+
+def _draw_valid(valid: np.ndarray, samples: int,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``(ys, xs)`` of ``samples`` pixels drawn without replacement from the True pixels
+    of ``valid``, in raster order: the draw of ``rng.choice(np.flatnonzero(valid), ...)``
+    (the same indices), placed by the rows' counts, so that no index of every valid
+    pixel of the plane is made."""
+    counts = np.count_nonzero(valid, axis=1)
+    ends = np.cumsum(counts)
+    total = int(ends[-1]) if len(ends) else 0
+    order = np.sort(rng.choice(total, min(samples, total), replace=False))
+    rows = np.searchsorted(ends, order, side="right")
+    used, inverse = np.unique(rows, return_inverse=True)
+    starts = np.cumsum(counts[used]) - counts[used]
+    flat = np.flatnonzero(valid[used])[starts[inverse] + order - (ends[rows] - counts[rows])]
+    return rows, flat % valid.shape[1]
+
