@@ -129,3 +129,17 @@ def test_large_ffts_use_the_threads_they_are_given():
             assert sfft.get_workers() == 1
     with _one_large_fft(LARGE_FFT_CELLS + 1):
         assert sfft.get_workers() == (os.cpu_count() or 1)
+
+
+def test_zero_nan_sets_only_the_nan_pixels_to_zero_in_place():
+    from deconfetti.features import zero_nan
+
+    plane = np.arange(12, dtype=np.float32).reshape(3, 4)
+    plane[1, 2] = plane[0, 0] = np.nan
+    out = zero_nan(plane)
+    assert out is plane
+    expected = np.arange(12, dtype=np.float32).reshape(3, 4)
+    expected[1, 2] = expected[0, 0] = 0
+    assert np.array_equal(plane, expected)
+    clean = np.ones((2, 2))
+    assert zero_nan(clean) is clean and np.all(clean == 1)
