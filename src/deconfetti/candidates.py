@@ -108,7 +108,7 @@ def find_model_components(model: np.ndarray, chan: int, valid: np.ndarray, rms: 
         bound = model_excess_bound(model, chan)
         bound /= np.float64(rms)
         # a flat index: np.nonzero of a 2-D plane takes 10x as long
-        ys, xs = np.divmod(np.flatnonzero(valid & (bound >= threshold)), bound.shape[1])
+        ys, xs = np.unravel_index(np.flatnonzero(valid & (bound >= threshold)), bound.shape)
         del bound
         centre = excess(ys, xs)
         keep = centre >= threshold

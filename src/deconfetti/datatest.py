@@ -358,4 +358,3 @@ def _draw_valid(valid: np.ndarray, samples: int,
     starts = np.cumsum(counts[used]) - counts[used]
     flat = np.flatnonzero(valid[used])[starts[inverse] + order - (ends[rows] - counts[rows])]
     return rows, flat % valid.shape[1]
-
