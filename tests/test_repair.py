@@ -234,6 +234,33 @@ def test_synthetic_repair_recovers_the_clean_cube(repaired_sim, clean, sim):
                                                    abs=1e-6)
 
 
+def test_a_removal_the_data_refuse_over_the_wide_window_is_solved_over_the_feature(
+        monkeypatch):
+    """Five beams from a fake, a bright line (one channel brighter than its neighbours,
+    not a classified source): over the wide window the solve takes part of the line's
+    one-channel excess too, which the data refuse; over the candidate's feature alone
+    the fake comes out and the line stays."""
+    import deconfetti.repair.solve as solve
+
+    chan, y, x = 5, 60, 30
+    lines = [(5, 60, 55, 0.1), (4, 60, 55, 0.05), (6, 60, 55, 0.05)]
+    kw = dict(nchan=10, ny=96, nx=96, rms=1e-3, seed=3, continuum=CONTINUUM, lines=lines)
+    sim, clean = simulate_cube(confetti=[(chan, y, x, 8.0)], **kw), simulate_cube(**kw)
+    args = (sim.model[chan - 1:chan + 2], 1, sim.image[chan - 1:chan + 2],
+            sim.residual[chan - 1:chan + 2], {k: sim.psf[chan - 1 + k] for k in range(3)},
+            sim.beam, sim.rms, [(1, y, x)])
+    monkeypatch.setattr(solve, "FEATURE_BEAMS", 100.0)  # the wide window only
+    wide = repair_channel(*args)
+    assert wide.rows[0]["status"] == "refused" and wide.image_delta is None
+    assert wide.rows[0]["reason"].startswith("the data demand it")
+    monkeypatch.undo()
+    done = repair_channel(*args)
+    assert done.rows[0]["status"] == "removed" and "feature alone" in done.rows[0]["reason"]
+    after = sim.image[chan] + done.image_delta
+    assert abs(after[y, x] - clean.image[chan, y, x]) < 0.2 * 8.0 * sim.rms
+    assert abs(done.image_delta[60, 55]) < 0.01 * sim.image[chan, 60, 55]
+
+
 def test_a_real_line_is_refused(sim_fits, tmp_path):
     result = deconfetti.scan(sim_fits)
     catalog = result.candidates.copy()

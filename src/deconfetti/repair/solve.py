@@ -42,7 +42,10 @@ real source, when the solve leaves more than ``repair.left_max`` of the excess (
 hold the rest), when it worsens the fit to the data by more than
 ``repair.consistency_max`` sigma, or when it changes the image at a real source by more
 than ``repair.real_change_max`` of its value; the channel is then solved again without
-it.
+it. A removal that worsens the fit over the wide window ``W`` is first solved again
+with ``W`` the candidate's feature alone (`FEATURE_BEAMS`): beside bright emission the
+wide window holds the emission's one-channel contrast too, and the data demand what the
+solve took of it.
 """
 
 from __future__ import annotations
@@ -73,6 +76,10 @@ log = logging.getLogger(__name__)
 #: (at 0.03 it kept a third of the model pixel, 30 times its restored peak, that a
 #: null-space fake needs)
 DAMPING = 0.001
+#: radius of a compact feature, restoring-beam FWHM: the window of a candidate whose
+#: removal over the wide window the data refuse (the scan's ``excess_extent`` is measured
+#: this far out)
+FEATURE_BEAMS = 1.0
 
 
 @dataclass
@@ -209,6 +216,7 @@ def repair_channel(model: np.ndarray, index: int, image: np.ndarray, residual: n
     ny, nx = excess.shape
     major = beam[0]
     radius = radius_beams * major
+    feature = FEATURE_BEAMS * major
     yy, xx = np.ogrid[:ny, :nx]
     where = {ident: (y, x) for ident, y, x in sites}
 
@@ -243,12 +251,15 @@ def repair_channel(model: np.ndarray, index: int, image: np.ndarray, residual: n
         else:
             active.append((ident, y, x))
     removed = np.zeros((ny, nx))
+    # the excess is taken out over the wide window first; where the data refuse that,
+    # over the candidate's own feature alone
+    reach = {ident: radius + 2 * major for ident, _, _ in active}
     while active:
         windows = np.zeros((ny, nx), dtype=bool)
         carried = np.zeros((ny, nx), dtype=bool)
         cores = np.zeros((ny, nx), dtype=bool)
         for ident, _, _ in active:
-            windows |= within(ident, radius + 2 * major)
+            windows |= within(ident, reach[ident])
             carried |= within(ident, residual_beams * major)
             cores |= within(ident, 0.5 * major)
         removed = sigma * solve_removal(operator, contrast / sigma, here / sigma,
@@ -257,7 +268,7 @@ def repair_channel(model: np.ndarray, index: int, image: np.ndarray, residual: n
         imprint = operator.convolve(removed)
         image_delta = imprint - operator.convolve(removed, operator.beam)
         real = _real_change(image_delta, image[index], sources)
-        refused = []
+        refused, retry = [], False
         for ident, y, x in active:
             row = rows[ident]
             near = within(ident, radius)
@@ -273,6 +284,10 @@ def repair_channel(model: np.ndarray, index: int, image: np.ndarray, residual: n
                            reason=f"the data hold most of it: the removal they allow takes "
                                   f"{max(0.0, 1 - left):.0%} of the unsupported excess (at least "
                                   f"{1 - left_max:.0%} needed)")
+            elif row["consistency_sigma"] > consistency_max and reach[ident] > feature:
+                reach[ident] = feature  # solved again over the feature alone
+                retry = True
+                continue
             elif row["consistency_sigma"] > consistency_max:
                 row.update(status="refused",
                            reason=f"the data demand it: removing it worsens the fit to the "
@@ -283,10 +298,12 @@ def repair_channel(model: np.ndarray, index: int, image: np.ndarray, residual: n
                            reason=f"it would change a real source's peak by {real:.1%} (at "
                                   f"most {real_change_max:.0%})")
             else:
-                row.update(status="removed", reason="not demanded by the data")
+                row.update(status="removed", reason="not demanded by the data" + (
+                    "" if reach[ident] > feature else " (its feature alone: the data demand "
+                    "the removal over the wide window)"))
                 continue
             refused.append(ident)
-        if not refused:
+        if not refused and not retry:
             break
         active = [site for site in active if site[0] not in refused]
         removed = np.zeros((ny, nx))
