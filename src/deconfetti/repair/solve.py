@@ -299,8 +299,8 @@ def repair_channel(model: np.ndarray, index: int, image: np.ndarray, residual: n
                                   f"most {real_change_max:.0%})")
             else:
                 row.update(status="removed", reason="not demanded by the data" + (
-                    "" if reach[ident] > feature else " (its feature alone: the data demand "
-                    "the removal over the wide window)"))
+                    "" if reach[ident] > feature else "; taken over its feature alone, as "
+                    "over the wide window it took emission the data demand"))
                 continue
             refused.append(ident)
         if not refused and not retry:
