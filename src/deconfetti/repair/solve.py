@@ -16,14 +16,15 @@ minus the mean of its neighbours, as in the scan's data test) is the unsupported
 
 For the confetti candidates of a channel, ``D`` solves, over the whole plane,
 
-    minimise ||W ((B - psf) (*) D - U)||^2 + ||psf (*) D + N R||^2 + damping ||D||^2
+    minimise ||W ((B - psf) (*) D - U)||^2 + w ||psf (*) D + N R||^2 + damping ||D||^2
 
 with ``W`` the disks of ``repair.radius_beams`` restoring-beam FWHM plus two beams around
 the candidates, ``N`` those of ``repair.residual_beams`` and ``R`` the residual, each
 pixel of ``D`` between 0 and the channel's one-channel model excess there
 (`model_excess`: what the adjacent channels do not hold) and 0 within a beam of every
 candidate classified real. The first term takes the unsupported excess out near the
-candidates; the second is the fit to the data: a component the data demand is kept
+candidates; the second, weighted by ``w`` (``repair.data_weight``), is the fit to the
+data: a component the data demand is kept
 (removing it would leave its imprint in the residual), one they do not is removed (the
 residual around it already carries its negative imprint, or it has none). Beyond ``N``
 any imprint of ``D`` counts against it, so that ``D`` cannot buy a better fit by fitting
@@ -112,11 +113,12 @@ class ChannelOperator:
 
 def solve_removal(operator: ChannelOperator, unsupported: np.ndarray, residual: np.ndarray,
                   lower: np.ndarray, upper: np.ndarray, windows: np.ndarray, carried: np.ndarray,
-                  *, iterations: int = 1000, tolerance: float = 1e-4,
-                  start: np.ndarray | None = None) -> np.ndarray:
+                  *, data_weight: float = 0.1, iterations: int = 1000,
+                  tolerance: float = 1e-4, start: np.ndarray | None = None) -> np.ndarray:
     """The bounded least-squares ``D`` of the module docstring, whole plane.
 
-    Minimises ``||W ((B - psf) (*) D - U)||^2 + ||psf (*) D + N R||^2 + damping ||D||^2``
+    Minimises ``||W ((B - psf) (*) D - U)||^2 + w ||psf (*) D + N R||^2 + damping ||D||^2``
+    (``w`` = ``data_weight``)
     for ``lower <= D <= upper`` by accelerated projected gradient (FISTA) with the step
     of the exact Lipschitz bound (the convolutions are diagonal in the Fourier domain).
     ``W`` is the boolean ``windows`` around the candidates: the excess U is taken out
@@ -126,11 +128,11 @@ def solve_removal(operator: ChannelOperator, unsupported: np.ndarray, residual: 
     sigma per pixel). ``start`` is where the steps begin (default 0).
     """
     difference = (operator.beam - operator.psf).astype(np.complex64)
-    data = np.abs(operator.psf) ** 2
+    data = data_weight * np.abs(operator.psf) ** 2
     data += DAMPING ** 2 * float(np.mean(np.abs(difference) ** 2 + data))
     step = 1.0 / float(np.max(np.abs(difference) ** 2 + data))
     data = data.astype(np.float32)
-    fixed = (np.conj(operator.psf).astype(np.complex64)
+    fixed = (data_weight * np.conj(operator.psf).astype(np.complex64)
              * sfft.rfft2(np.where(carried, residual, 0.0).astype(np.float32)))
     conjugate = np.conj(difference)
     inside = windows.astype(np.float32)
@@ -176,6 +178,7 @@ def repair_channel(model: np.ndarray, index: int, image: np.ndarray, residual: n
                    sites: list[tuple[int, int, int]], *, protected: list[tuple[int, int]] = (),
                    sources: list[tuple[int, int]] = (), skip: frozenset = frozenset(),
                    chan: int = 0, radius_beams: float = 4.0, residual_beams: float = 3.0,
+                   data_weight: float = 0.1,
                    consistency_max: float = 1.0, left_max: float = 0.5,
                    real_change_max: float = 0.01) -> ChannelRepair:
     """Repair the confetti of one channel.
@@ -264,6 +267,7 @@ def repair_channel(model: np.ndarray, index: int, image: np.ndarray, residual: n
             cores |= within(ident, 0.5 * major)
         removed = sigma * solve_removal(operator, contrast / sigma, here / sigma,
                                         lower / sigma, upper / sigma, windows, carried,
+                                        data_weight=data_weight,
                                         start=np.where(cores, excess, 0.0) / sigma)
         imprint = operator.convolve(removed)
         image_delta = imprint - operator.convolve(removed, operator.beam)
@@ -379,6 +383,7 @@ def repair(products: Products, catalog: Table, rms: np.ndarray, *, config: Confi
             skip=frozenset(c - lo for c in diverged if lo <= c < hi and c != chan), chan=chan,
             radius_beams=config.repair.radius_beams,
             residual_beams=config.repair.residual_beams,
+            data_weight=config.repair.data_weight,
             consistency_max=config.repair.consistency_max, left_max=config.repair.left_max,
             real_change_max=config.repair.real_change_max)
         rows.extend(done.rows)
