@@ -229,6 +229,9 @@ def test_a_diverged_channel_is_named_with_its_reclean_selection(tmp_path, capsys
     assert "diverged channel(s) 5:" in out
     assert (f"channels 5-5: specmode='cube', start='{float(frequency[5])!r}Hz', "
             f"width='{float(frequency[1] - frequency[0])!r}Hz', nchan=1") in out
+    # the repair says what it leaves to a re-clean
+    assert main(["repair", f"{prefix}.deconfetti"]) == 0
+    assert "diverged channel(s) 5 are not repaired" in capsys.readouterr().out
 
 
 def test_scan_many_skips_deconfetti_outputs(sim, tmp_path, capsys):

@@ -319,6 +319,12 @@ def _repair_command(args: argparse.Namespace) -> int:
         if "startmodel" in paths:
             print(f"  re-clean with tclean(..., imagename='<new name>', "
                   f"startmodel='{paths['startmodel']}')")
+        diverged = result.summary.get("diverged_channels") or []
+        if diverged:
+            print(f"  diverged channel(s) {', '.join(map(str, diverged))} are not repaired: a "
+                  "repair takes out single candidates, and there the whole channel's model "
+                  "departs from the data; re-clean them (the scan's summary gives the "
+                  "selection; README: Re-clean)")
     return EXIT_OK
 
 
