@@ -76,13 +76,16 @@ def test_fits_export_gives_the_same_result(example_scan, tmp_path):
 
 
 def test_every_confetti_is_repaired(example_scan):
-    """The example's null-space fakes: each removal takes at least 90 % of its candidate's
-    unsupported excess out (the fit to the data picks among the removals that take it out;
-    weighed equally with it, it kept 27-32 % here though the residual carried all of the
-    removal's imprint)."""
+    """The example's null-space fakes: all removed, and with the fit to the data weighed
+    at 0.1 (``repair.data_weight``) each removal takes at least 90 % of its candidate's
+    unsupported excess out (weighed equally, 68-74 %, though the residual carries all of
+    the removal's imprint)."""
     from deconfetti.repair import repair
 
     log = repair(example_scan.products, example_scan.candidates, example_scan.rms)
+    assert set(log["status"]) == {"removed"}
+    log = repair(example_scan.products, example_scan.candidates, example_scan.rms,
+                 config=example_scan.config.replace({"repair": {"data_weight": 0.1}}))
     assert len(log) == sum(row["cls"] == "confetti" for row in LABELS)
     assert set(log["status"]) == {"removed"}
     assert np.all(log["excess_left"] < 0.1)

@@ -113,7 +113,7 @@ class ChannelOperator:
 
 def solve_removal(operator: ChannelOperator, unsupported: np.ndarray, residual: np.ndarray,
                   lower: np.ndarray, upper: np.ndarray, windows: np.ndarray, carried: np.ndarray,
-                  *, data_weight: float = 0.1, iterations: int = 1000,
+                  *, data_weight: float = 1.0, iterations: int = 1000,
                   tolerance: float = 1e-4, start: np.ndarray | None = None) -> np.ndarray:
     """The bounded least-squares ``D`` of the module docstring, whole plane.
 
@@ -178,7 +178,7 @@ def repair_channel(model: np.ndarray, index: int, image: np.ndarray, residual: n
                    sites: list[tuple[int, int, int]], *, protected: list[tuple[int, int]] = (),
                    sources: list[tuple[int, int]] = (), skip: frozenset = frozenset(),
                    chan: int = 0, radius_beams: float = 4.0, residual_beams: float = 3.0,
-                   data_weight: float = 0.1,
+                   data_weight: float = 1.0,
                    consistency_max: float = 1.0, left_max: float = 0.5,
                    real_change_max: float = 0.01) -> ChannelRepair:
     """Repair the confetti of one channel.
