@@ -93,10 +93,10 @@ class RepairConfig:
     #: in restoring-beam FWHM (where a compact component's psf imprint lies); farther, any
     #: imprint of the removal counts against it
     residual_beams: float = 3.0
-    #: weight of the fit to the data against the excess taken out, in the solve (whether
-    #: the data accept a removal is then the consistency test's, consistency_max); 0.1
-    #: takes more of null-space fakes' excess (confetti_s01: 91 instead of 72 % of the
-    #: error) but on a 2048^2 product set left 3 of 7 at 7-10 % (README, Repair)
+    #: weight of the fit to the data against the excess taken out, in the solve; whether
+    #: the data accept a removal is decided afterwards (consistency_max). Lower, the solve
+    #: takes more of an excess the data cannot see, but may stop short on large planes
+    #: (measured in the README, Repair)
     data_weight: float = 1.0
     #: a removal is refused when it changes the fit to the data (the dirty image) by more
     #: than this, in units of the channel's sigma (see the repair log's consistency_sigma)

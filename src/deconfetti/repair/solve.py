@@ -24,9 +24,9 @@ pixel of ``D`` between 0 and the channel's one-channel model excess there
 (`model_excess`: what the adjacent channels do not hold) and 0 within a beam of every
 candidate classified real. The first term takes the unsupported excess out near the
 candidates; the second, weighted by ``w`` (``repair.data_weight``), is the fit to the
-data: a component the data demand is kept
-(removing it would leave its imprint in the residual), one they do not is removed (the
-residual around it already carries its negative imprint, or it has none). Beyond ``N``
+data: a component the data demand is kept (removing it would leave its imprint in the
+residual), one they do not is removed (the residual around it already carries its
+negative imprint, or it has none). Beyond ``N``
 any imprint of ``D`` counts against it, so that ``D`` cannot buy a better fit by fitting
 the residual's noise. ``D`` may reach beyond ``W``: a pattern the data cannot see is
 image-wide. Nothing is shaped or scaled to a kind of fake. The convolutions are periodic
