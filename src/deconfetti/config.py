@@ -94,10 +94,10 @@ class RepairConfig:
     #: imprint of the removal counts against it
     residual_beams: float = 3.0
     #: weight of the fit to the data against the excess taken out, in the solve; whether
-    #: the data accept a removal is decided afterwards (consistency_max). Lower, the solve
-    #: takes more of an excess the data cannot see, but may stop short on large planes
-    #: (measured in the README, Repair)
-    data_weight: float = 1.0
+    #: the data accept a removal is decided afterwards (consistency_max). Weighed equally
+    #: (1), the solve keeps a quarter of an excess the data cannot see; much lower, it may
+    #: buy the last of it with a large imprint (measured in the README, Repair)
+    data_weight: float = 0.1
     #: a removal is refused when it changes the fit to the data (the dirty image) by more
     #: than this, in units of the channel's sigma (see the repair log's consistency_sigma)
     consistency_max: float = 1.0

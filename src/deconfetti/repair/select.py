@@ -4,11 +4,15 @@ excess near it, less what belongs to real sources."""
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 from ..errors import InputError
-from ..features import neighbour_contrast
+from ..features import disk, neighbour_contrast
 
-__all__ = ["model_excess", "removable"]
+__all__ = ["model_excess", "removable", "demanded_peaks"]
+
+#: significance (channel sigma) of a dirty-image peak the repair holds the image at
+HOLD_SNR = 5.0
 
 
 def model_excess(model: np.ndarray, chan: int, skip: frozenset = frozenset()) -> np.ndarray:
@@ -38,3 +42,23 @@ def removable(excess: np.ndarray, protected: list[tuple[int, int]], keep: float
         allowed &= np.hypot(yy - py, xx - px) > keep
     part = np.where(allowed, excess, 0.0)
     return np.minimum(part, 0.0), np.maximum(part, 0.0)
+
+
+def demanded_peaks(dirty: np.ndarray, sigma: float, major: float,
+                   sites: list[tuple[int, int]], away: float) -> np.ndarray:
+    """Pixels within half a beam of each compact source the data demand: a local maximum
+    of the ``dirty`` image (Jy/beam, ``(ny, nx)``) over a beam FWHM (``major``, pixels) of
+    at least `HOLD_SNR` ``sigma``, farther than ``away`` pixels from every candidate
+    ``(y, x)`` in ``sites``. A repair holds the image unchanged there, whether or not the
+    scan classified the source (boolean plane)."""
+    finite = np.where(np.isfinite(dirty), dirty, -np.inf)
+    peak = ((finite == ndimage.maximum_filter(finite, footprint=disk(0.5 * major),
+                                              mode="nearest"))
+            & (finite >= HOLD_SNR * sigma))
+    ys, xs = np.nonzero(peak)
+    far = np.ones(len(ys), dtype=bool)
+    for y, x in sites:
+        far &= np.hypot(ys - y, xs - x) > away
+    hold = np.zeros(dirty.shape, dtype=bool)
+    hold[ys[far], xs[far]] = True
+    return ndimage.binary_dilation(hold, structure=disk(0.5 * major))

@@ -35,7 +35,16 @@ candidates' own one-channel components within half a beam: a null-space fake nee
 model pixel tens of times its restored peak, which steps from 0 build slowly; one the
 data demand, the fit term takes back quickly. The psf's uv weights are read
 from its image with its outer half rolled off (`deconfetti.features.psf_spectrum`), so
-that a pattern in uv cells the data do not measure has no imprint.
+that a pattern in uv cells the data do not measure has no imprint. The steps go on until
+one is at most ``tolerance`` of the way D has come from its start (not of D itself,
+which from a null-space start is tens of sigma in one pixel while the rest of the
+removal is still to build).
+
+The image is held where the data demand a compact source: within half a beam of every
+local maximum of the dirty image of at least `~.select.HOLD_SNR` sigma farther than
+`HOLD_BEAMS` from every candidate, ``W`` holds those pixels too, with a target of no
+change. A null-space removal is image-wide and would otherwise move such a source by its
+sidelobes, whether or not the scan classified it.
 
 A removal is refused, with its reason, when there is no unsupported excess or no
 one-channel model excess at the candidate, when its component lies within a beam of a
@@ -67,7 +76,7 @@ from ..features import (beam_spectrum, convolve_periodic, neighbour_contrast, ps
 from ..io.products import Products
 from .consistency import imprint_share
 from .log import log_table
-from .select import model_excess, removable
+from .select import demanded_peaks, model_excess, removable
 
 __all__ = ["ChannelRepair", "ChannelOperator", "solve_removal", "repair_channel", "repair"]
 
@@ -81,6 +90,10 @@ DAMPING = 0.001
 #: removal over the wide window the data refuse (the scan's ``excess_extent`` is measured
 #: this far out)
 FEATURE_BEAMS = 1.0
+#: distance from the candidates, restoring-beam FWHM, beyond which the image is held at
+#: the dirty image's compact sources (`demanded_peaks`): within it lie the candidate's
+#: feature and the first ring of its removal's imprint, which the repair must change
+HOLD_BEAMS = 2.0
 
 
 @dataclass
@@ -113,14 +126,16 @@ class ChannelOperator:
 
 def solve_removal(operator: ChannelOperator, unsupported: np.ndarray, residual: np.ndarray,
                   lower: np.ndarray, upper: np.ndarray, windows: np.ndarray, carried: np.ndarray,
-                  *, data_weight: float = 1.0, iterations: int = 1000,
+                  *, data_weight: float = 0.1, iterations: int = 1000,
                   tolerance: float = 1e-4, start: np.ndarray | None = None) -> np.ndarray:
     """The bounded least-squares ``D`` of the module docstring, whole plane.
 
     Minimises ``||W ((B - psf) (*) D - U)||^2 + w ||psf (*) D + N R||^2 + damping ||D||^2``
     (``w`` = ``data_weight``)
     for ``lower <= D <= upper`` by accelerated projected gradient (FISTA) with the step
-    of the exact Lipschitz bound (the convolutions are diagonal in the Fourier domain).
+    of the exact Lipschitz bound (the convolutions are diagonal in the Fourier domain),
+    until a step is at most ``tolerance`` of the largest change of D since ``start`` (or
+    ``iterations`` steps).
     ``W`` is the boolean ``windows`` around the candidates: the excess U is taken out
     there. ``N`` (boolean ``carried``, within the windows) is where the residual R counts,
     around the candidates; elsewhere any imprint of D counts against it, so D cannot
@@ -142,6 +157,7 @@ def solve_removal(operator: ChannelOperator, unsupported: np.ndarray, residual: 
     rate = np.float32(-step)
     now = (np.zeros(shape, dtype=np.float32) if start is None
            else np.clip(start.astype(np.float32), lower, upper))
+    origin = now
     ahead = now
     momentum = 1.0
     # in place where it can be: on a 2048^2 plane the array arithmetic cost as much as
@@ -167,7 +183,11 @@ def solve_removal(operator: ChannelOperator, unsupported: np.ndarray, residual: 
             ahead *= np.float32((momentum - 1.0) / following)
             ahead += new
             now, momentum = new, following
-            if change <= tolerance * max(float(now.max()), -float(now.min()), 1e-12):
+            # the step against the way come from the start (not against D, which a
+            # null-space start makes tens of sigma in one pixel: there a plain first
+            # step, before the momentum builds, read as converged)
+            travelled = now - origin
+            if change <= tolerance * max(float(travelled.max()), -float(travelled.min()), 1e-12):
                 break
     log.debug("removal solved in %d iterations", count)
     return now.astype(np.float64)
@@ -178,7 +198,7 @@ def repair_channel(model: np.ndarray, index: int, image: np.ndarray, residual: n
                    sites: list[tuple[int, int, int]], *, protected: list[tuple[int, int]] = (),
                    sources: list[tuple[int, int]] = (), skip: frozenset = frozenset(),
                    chan: int = 0, radius_beams: float = 4.0, residual_beams: float = 3.0,
-                   data_weight: float = 1.0,
+                   data_weight: float = 0.1,
                    consistency_max: float = 1.0, left_max: float = 0.5,
                    real_change_max: float = 0.01) -> ChannelRepair:
     """Repair the confetti of one channel.
@@ -232,8 +252,11 @@ def repair_channel(model: np.ndarray, index: int, image: np.ndarray, residual: n
     # periodic psf as the solve
     operator = ChannelOperator(psf[index], beam, (ny, nx))
     spectra = {k: operator.psf if k == index else psf_spectrum(psf[k], (ny, nx)) for k in psf}
-    unsupported = {k: zero_nan(image[k] - residual[k]) - convolve_periodic(model[k], spectra[k])
-                   for k in psf}
+    imprints = {k: convolve_periodic(model[k], spectra[k]) for k in psf}
+    unsupported = {k: zero_nan(image[k] - residual[k]) - imprints[k] for k in psf}
+    # the compact sources the data demand, away from the candidates: the image is held there
+    hold = demanded_peaks(here + imprints[index], sigma, major, list(where.values()),
+                          HOLD_BEAMS * major)
     sides = [k for k in (index - 1, index + 1) if k in unsupported and k not in skip]
     contrast = neighbour_contrast(unsupported[index], [unsupported[k] for k in sides])
     rows = {ident: dict(id=ident, channel=chan, x=x, y=y, sigma=sigma, radius=radius,
@@ -265,7 +288,9 @@ def repair_channel(model: np.ndarray, index: int, image: np.ndarray, residual: n
             windows |= within(ident, reach[ident])
             carried |= within(ident, residual_beams * major)
             cores |= within(ident, 0.5 * major)
-        removed = sigma * solve_removal(operator, contrast / sigma, here / sigma,
+        windows |= hold
+        removed = sigma * solve_removal(operator, np.where(hold, 0.0, contrast) / sigma,
+                                        here / sigma,
                                         lower / sigma, upper / sigma, windows, carried,
                                         data_weight=data_weight,
                                         start=np.where(cores, excess, 0.0) / sigma)
