@@ -132,10 +132,10 @@ def solve_removal(operator: ChannelOperator, unsupported: np.ndarray, residual: 
 
     Minimises ``||W ((B - psf) (*) D - U)||^2 + w ||psf (*) D + N R||^2 + damping ||D||^2``
     (``w`` = ``data_weight``)
-    for ``lower <= D <= upper`` by accelerated projected gradient (FISTA) with the step
-    of the exact Lipschitz bound (the convolutions are diagonal in the Fourier domain),
-    until a step is at most ``tolerance`` of the largest change of D since ``start`` (or
-    ``iterations`` steps).
+    for ``lower <= D <= upper`` by accelerated projected gradient (FISTA with adaptive
+    restart) with the step of the exact Lipschitz bound (the convolutions are diagonal in
+    the Fourier domain), until a step is at most ``tolerance`` of the largest change of D
+    since ``start`` (or ``iterations`` steps).
     ``W`` is the boolean ``windows`` around the candidates: the excess U is taken out
     there. ``N`` (boolean ``carried``, within the windows) is where the residual R counts,
     around the candidates; elsewhere any imprint of D counts against it, so D cannot
@@ -158,7 +158,8 @@ def solve_removal(operator: ChannelOperator, unsupported: np.ndarray, residual: 
     now = (np.zeros(shape, dtype=np.float32) if start is None
            else np.clip(start.astype(np.float32), lower, upper))
     origin = now
-    ahead = now
+    ahead = now.copy()
+    travelled = np.empty_like(now)
     momentum = 1.0
     # in place where it can be: on a 2048^2 plane the array arithmetic cost as much as
     # the four FFTs of a step
@@ -177,16 +178,24 @@ def solve_removal(operator: ChannelOperator, unsupported: np.ndarray, residual: 
             new *= rate
             new += ahead
             np.clip(new, lower, upper, out=new)
-            ahead = new - now
-            change = max(float(ahead.max()), -float(ahead.min()))
+            moved = new - now
+            # adaptive restart (O'Donoghue & Candes 2015, gradient scheme): the momentum
+            # is dropped where it carried the step uphill, the gradient step from the
+            # point ahead opposing the step taken; without it every solve of the labelled
+            # cases rippled on to the step cap
+            ahead -= new
+            if float(np.vdot(ahead.ravel(), moved.ravel())) > 0:
+                momentum = 1.0
+            change = max(float(moved.max()), -float(moved.min()))
             following = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * momentum ** 2))
+            ahead = moved
             ahead *= np.float32((momentum - 1.0) / following)
             ahead += new
             now, momentum = new, following
             # the step against the way come from the start (not against D, which a
             # null-space start makes tens of sigma in one pixel: there a plain first
             # step, before the momentum builds, read as converged)
-            travelled = now - origin
+            np.subtract(now, origin, out=travelled)
             if change <= tolerance * max(float(travelled.max()), -float(travelled.min()), 1e-12):
                 break
     log.debug("removal solved in %d iterations", count)
