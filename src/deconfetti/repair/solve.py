@@ -69,7 +69,7 @@ import numpy as np
 from astropy.table import Table
 from scipy import fft as sfft
 
-from ..config import Config
+from ..config import Config, RepairConfig
 from ..errors import InputError
 from ..features import (beam_spectrum, convolve_periodic, neighbour_contrast, psf_spectrum,
                         zero_nan)
@@ -126,7 +126,7 @@ class ChannelOperator:
 
 def solve_removal(operator: ChannelOperator, unsupported: np.ndarray, residual: np.ndarray,
                   lower: np.ndarray, upper: np.ndarray, windows: np.ndarray, carried: np.ndarray,
-                  *, data_weight: float = 0.1, iterations: int = 1000,
+                  *, data_weight: float = RepairConfig.data_weight, iterations: int = 1000,
                   tolerance: float = 1e-4, start: np.ndarray | None = None) -> np.ndarray:
     """The bounded least-squares ``D`` of the module docstring, whole plane.
 
@@ -206,10 +206,12 @@ def repair_channel(model: np.ndarray, index: int, image: np.ndarray, residual: n
                    psf: dict[int, np.ndarray], beam: tuple[float, float, float], sigma: float,
                    sites: list[tuple[int, int, int]], *, protected: list[tuple[int, int]] = (),
                    sources: list[tuple[int, int]] = (), skip: frozenset = frozenset(),
-                   chan: int = 0, radius_beams: float = 4.0, residual_beams: float = 3.0,
-                   data_weight: float = 0.1,
-                   consistency_max: float = 1.0, left_max: float = 0.5,
-                   real_change_max: float = 0.01) -> ChannelRepair:
+                   chan: int = 0, radius_beams: float = RepairConfig.radius_beams,
+                   residual_beams: float = RepairConfig.residual_beams,
+                   data_weight: float = RepairConfig.data_weight,
+                   consistency_max: float = RepairConfig.consistency_max,
+                   left_max: float = RepairConfig.left_max,
+                   real_change_max: float = RepairConfig.real_change_max) -> ChannelRepair:
     """Repair the confetti of one channel.
 
     Parameters
@@ -268,6 +270,7 @@ def repair_channel(model: np.ndarray, index: int, image: np.ndarray, residual: n
                           HOLD_BEAMS * major)
     sides = [k for k in (index - 1, index + 1) if k in unsupported and k not in skip]
     contrast = neighbour_contrast(unsupported[index], [unsupported[k] for k in sides])
+    target = np.where(hold, 0.0, contrast) / sigma  # no change of the image where held
     rows = {ident: dict(id=ident, channel=chan, x=x, y=y, sigma=sigma, radius=radius,
                         image_before=float(image[index, y, x])) for ident, y, x in sites}
     lower, upper = removable(excess, protected, major)
@@ -290,17 +293,15 @@ def repair_channel(model: np.ndarray, index: int, image: np.ndarray, residual: n
     # over the candidate's own feature alone
     reach = {ident: radius + 2 * major for ident, _, _ in active}
     while active:
-        windows = np.zeros((ny, nx), dtype=bool)
+        windows = hold.copy()
         carried = np.zeros((ny, nx), dtype=bool)
         cores = np.zeros((ny, nx), dtype=bool)
         for ident, _, _ in active:
             windows |= within(ident, reach[ident])
             carried |= within(ident, residual_beams * major)
             cores |= within(ident, 0.5 * major)
-        windows |= hold
-        removed = sigma * solve_removal(operator, np.where(hold, 0.0, contrast) / sigma,
-                                        here / sigma,
-                                        lower / sigma, upper / sigma, windows, carried,
+        removed = sigma * solve_removal(operator, target, here / sigma, lower / sigma,
+                                        upper / sigma, windows, carried,
                                         data_weight=data_weight,
                                         start=np.where(cores, excess, 0.0) / sigma)
         imprint = operator.convolve(removed)
