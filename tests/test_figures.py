@@ -201,6 +201,25 @@ def test_pngs_drawn_over_a_kept_background_are_those_of_whole_figures(example_sc
     assert whole_draws.count("spectra") == len(rows)
 
 
+def test_nothing_left_on_the_canvas_survives_into_the_next_png(example_scan):
+    """Whatever an earlier candidate left anywhere on a kept canvas, its edge pixels
+    included (at 50 dpi an 8.2 in figure is 409.99... float pixels wide, 410 whole ones),
+    is drawn over for the next one: its PNGs do not depend on what came before."""
+    catalog = example_scan.candidates
+    rows = catalog[(catalog["channel"] >= 4) & (catalog["channel"] <= 10)][:2]  # 9 maps each
+    cutouts = [make_cutout(example_scan.products, row, contrast=example_scan.contrast)
+               for row in rows]
+    clean = figures.EvidenceFigures(dpi=50)
+    clean.pngs(cutouts[0])
+    expected = clean.pngs(cutouts[1])
+    soiled = figures.EvidenceFigures(dpi=50)
+    soiled.pngs(cutouts[0])
+    for _, layout in soiled._layouts_of(cutouts[0]):
+        pixels = np.asarray(layout.figure.canvas.buffer_rgba())
+        pixels[:, [0, -1]] = pixels[[0, -1]] = (255, 0, 0, 255)  # the canvas's border
+    assert soiled.pngs(cutouts[1]) == expected
+
+
 def test_figures_drawn_in_forked_processes_are_the_same(example_scan):
     from deconfetti.report import evidence_pngs
 

@@ -204,10 +204,12 @@ def _draw_in_processes(figures: EvidenceFigures, cutouts: list[Cutout], workers:
     if (processes == 1 or threading.active_count() > 1
             or "fork" not in multiprocessing.get_all_start_methods()):
         return _draw_pngs(figures, cutouts)
-    # the first is drawn before the fork: the layouts and their backgrounds are shared
-    out = _draw_pngs(figures, cutouts[:1])
+    # layouts not made yet are made, and first drawn, before the fork, so that the
+    # processes share them and their backgrounds (a drawing process has them from its
+    # sample already)
+    out = {} if figures.laid_out(cutouts[0]) else _draw_pngs(figures, cutouts[:1])
     chunks = [[cutouts[i] for i in chunk]
-              for chunk in np.array_split(np.arange(1, len(cutouts)), processes)]
+              for chunk in np.array_split(np.arange(len(out), len(cutouts)), processes)]
     context = multiprocessing.get_context("fork")
     children = []
     for chunk in chunks[:-1]:

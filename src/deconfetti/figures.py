@@ -18,6 +18,7 @@ from matplotlib.colors import Normalize, SymLogNorm
 from matplotlib.figure import Figure
 from matplotlib.image import imsave
 from matplotlib.patches import Ellipse
+from matplotlib.transforms import Bbox
 
 from .classify import CLASSES
 from .cutout import Cutout
@@ -58,17 +59,24 @@ class EvidenceFigures:
             out[name] = layout.png()
         return out
 
-    def _layouts_of(self, cutout: Cutout) -> list[tuple[str, _Layout]]:
+    def laid_out(self, cutout: Cutout) -> bool:
+        """Whether every layout this candidate's figures need is made already."""
+        return all(key in self._layouts for _, key in self._wanted(cutout))
+
+    def _wanted(self, cutout: Cutout) -> list[tuple[str, tuple]]:
+        """(name, layout key) of every figure of the candidate, in reading order."""
         single = len(cutout.channels) == 1
         wanted = [("data_test", _DataTest, ())]
         wanted += [(f"{kind}_maps", _ChannelMaps, (kind, single)) for kind in MAP_KINDS]
         wanted.append(("profiles", _Profiles, ()) if len(cutout.spectral_channels) == 1
                       else ("spectra", _Spectra, ()))
+        return [(name, (layout, *args)) for name, layout, args in wanted]
+
+    def _layouts_of(self, cutout: Cutout) -> list[tuple[str, _Layout]]:
         out = []
-        for name, layout, args in wanted:
-            key = (layout, *args)
+        for name, key in self._wanted(cutout):
             if key not in self._layouts:
-                self._layouts[key] = layout(*args, dpi=self.dpi)
+                self._layouts[key] = key[0](*key[1:], dpi=self.dpi)
             out.append((name, self._layouts[key]))
         return out
 
@@ -151,7 +159,12 @@ class _Layout:
             canvas.draw()  # leaves the animated artists out
             for artist in self.dynamic:
                 artist.set_animated(False)
-            self._background, self._key = canvas.copy_from_bbox(self.figure.bbox), key
+            # the whole canvas, in its integer pixels: the figure's bbox in float pixels
+            # (8.2 in x 50 dpi = 409.99999...) would leave the last column out, and with
+            # it what the last candidate drew there
+            self._background = canvas.copy_from_bbox(
+                Bbox.from_bounds(0, 0, *canvas.get_width_height()))
+            self._key = key
         else:
             canvas.restore_region(self._background)
         renderer = canvas.get_renderer()
