@@ -16,7 +16,10 @@ For a case made by ``inject_tclean_runs.py`` (its params.json names the ``source
 whose run without the fakes is in ``--runs`` (default tclean-runs/), also the ideal: that
 run's image is the case repaired perfectly, so beyond 5 beams the fakes' own imprint
 (injected - source) is the change a perfect repair makes there, and the repaired image is
-compared with the source's (largest difference and rms beyond 5 beams, sigma).
+compared with the source's (largest difference and rms beyond 5 beams, sigma); and, per
+fake channel, the model the repair took out against the fakes' own model pattern (the
+case's model minus the source's): the share of the pattern taken out and the relative
+norm of what differs.
 """
 
 import argparse
@@ -52,9 +55,12 @@ def run_case(directory: Path, prefix: str, config, runs: Path) -> dict:
     after = image.copy()
     changed = np.zeros(image.shape, dtype=bool)
 
+    taken = {}  # the model the repair took out, Jy/pixel, by channel
+
     def apply(chan, done):
         after[chan] += done.image_delta
         changed[chan] |= done.image_delta != 0
+        taken[chan] = -done.model_delta
 
     log = repair(products, result.candidates, result.rms, config=config, apply=apply)
     truth = fits.getdata(directory / "truth.fits")[0].astype(np.float64)
@@ -111,6 +117,8 @@ def run_case(directory: Path, prefix: str, config, runs: Path) -> dict:
                      for cube in (image, after))
         out["ideal"] = (float(own.max()), float(left.max()), float(np.sqrt(np.mean(own ** 2))),
                         float(np.sqrt(np.mean(left ** 2))))
+        out["pattern"] = pattern_recovery(products, runs / source / f"{prefix}.image",
+                                          sorted({int(r["channel"]) for r in injected}), taken)
     real = [(0.0, "")]
     removed = log[log["status"] == "removed"]
     for source in rows(directory / "real_sources.csv"):
@@ -127,6 +135,25 @@ def run_case(directory: Path, prefix: str, config, runs: Path) -> dict:
                          f" -> {(after[c, y, x] - truth[c, y, x]) / sigma[c]:+.2f} sigma"))
     out["real_max_change"], out["real_worst"] = max(real)
     out["log"] = log
+    return out
+
+
+def pattern_recovery(products, source, channels: list[int], taken: dict) -> list[tuple]:
+    """Per fake channel of an injected case: the model the repair took out ``D`` against
+    the fakes' own model pattern (the case's model minus its source run's): the share of
+    the pattern along ``D`` (1: all of it) and ``|pattern - D| / |pattern|`` (0: exact);
+    None for a channel where nothing was taken out."""
+    clean = deconfetti.open_products(source)
+    out = []
+    for c in channels:
+        fake = np.nan_to_num(products.read("model", c, c + 1)[0].astype(np.float64)
+                             - clean.read("model", c, c + 1)[0])
+        if c not in taken:
+            out.append((c, None, None))
+            continue
+        d = taken[c]
+        out.append((c, float(np.sum(d * fake) / np.sum(fake * fake)),
+                    float(np.linalg.norm(fake - d) / np.linalg.norm(fake))))
     return out
 
 
@@ -195,6 +222,12 @@ def main(argv=None) -> int:
             print(f"{res['case']}: beyond 5 beams, the fakes' own imprint (a perfect repair's "
                   f"change) is up to {own:.2f} sigma (rms {own_rms:.3f}); the repaired image "
                   f"differs from the run without fakes by up to {left:.2f} (rms {left_rms:.3f})")
+        if res["pattern"]:
+            parts = [f"ch {c} not repaired" if along is None else
+                     f"ch {c} {along:.2f} of it taken out, |fakes - D| / |fakes| {miss:.2f}"
+                     for c, along, miss in res["pattern"]]
+            print(f"{res['case']}: the model taken out (D) against the fakes' own model "
+                  f"pattern: " + "; ".join(parts))
     for res in summaries:
         if res["real_worst"]:
             print(f"{res['case']}: largest real-source change, {res['real_worst']}")
