@@ -146,11 +146,11 @@ def pattern_recovery(products, source, channels: list[int], taken: dict) -> list
     clean = deconfetti.open_products(source)
     out = []
     for c in channels:
-        fake = np.nan_to_num(products.read("model", c, c + 1)[0].astype(np.float64)
-                             - clean.read("model", c, c + 1)[0])
         if c not in taken:
             out.append((c, None, None))
             continue
+        fake = np.nan_to_num(products.read("model", c, c + 1)[0].astype(np.float64)
+                             - clean.read("model", c, c + 1)[0])
         d = taken[c]
         out.append((c, float(np.sum(d * fake) / np.sum(fake * fake)),
                     float(np.linalg.norm(fake - d) / np.linalg.norm(fake))))
