@@ -1,6 +1,9 @@
 """Shared fixtures: synthetic products with known contents, and the shipped real example."""
 
 import csv
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -57,3 +60,39 @@ def near(table, chan, y, x, *, radius=3.0, chan_tol=0):
     mask = ((abs(table["channel"] - chan) <= chan_tol)
             & ((table["x"] - x) ** 2 + (table["y"] - y) ** 2 <= radius ** 2))
     return table[mask]
+
+
+_CONCATENATE = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from casa_site import write_siteconfig
+write_siteconfig(sys.argv[2])
+from casatools import image, regionmanager
+ia, rg = image(), regionmanager()
+for source, target in json.loads(sys.argv[3]):
+    ia.open(source)
+    shape, axis = ia.shape(), int(ia.coordsys().findcoordinate("spectral")["pixel"][0])
+    ia.close()
+    parts = []
+    for n, (lo, hi) in enumerate(((0, shape[axis] // 2 - 1), (shape[axis] // 2, shape[axis] - 1))):
+        box = rg.box([lo if a == axis else 0 for a in range(len(shape))],
+                     [hi if a == axis else shape[a] - 1 for a in range(len(shape))])
+        ia.open(source)
+        ia.subimage(f"{target}.part{n}", region=box).done()
+        ia.close()
+        parts.append(f"{target}.part{n}")
+    ia.imageconcat(outfile=target, infiles=parts, axis=axis, relax=True, mode="nomove").done()
+"""
+
+
+def concatenate(sources, targets):
+    """Each CASA image of ``sources`` cut in two along its channels and put together again
+    at ``targets`` as a virtual concatenation (``imageconcat.json`` naming its two parts,
+    as tclean's parallel cube imaging may leave), by casatools in a process of its own
+    (its casacore and python-casacore's are not mixed in the test process)."""
+    work = Path(targets[0]).parent / "_casa"
+    run = subprocess.run(
+        [sys.executable, "-c", _CONCATENATE, str(Path(__file__).parents[1] / "benchmarks"),
+         str(work), json.dumps([[str(s), str(t)] for s, t in zip(sources, targets)])],
+        capture_output=True, text=True, timeout=300, cwd=work.parent)
+    assert run.returncode == 0, run.stderr

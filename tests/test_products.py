@@ -137,8 +137,8 @@ def test_consecutive_blocks_reuse_their_halo(sim, sim_casa, monkeypatch):
     product = products.image
     calls = []
     real = product.reader.read
-    monkeypatch.setattr(product.reader, "read", lambda start, stop, ys, xs:
-                        calls.append((start, stop)) or real(start, stop, ys, xs))
+    monkeypatch.setattr(product.reader, "read", lambda start, stop, ys, xs, out=None:
+                        calls.append((start, stop)) or real(start, stop, ys, xs, out))
     for start, stop in ((0, 4), (2, 7), (5, 10), (0, 3)):
         np.testing.assert_array_equal(products.read("image", start, stop), sim.image[start:stop])
     assert calls == [(0, 4), (4, 7), (7, 10), (0, 3)]
@@ -216,3 +216,72 @@ def test_products_in_memory_are_not_repaired(sim_fits):
                                            residual=pairs["residual"], psf=pairs["psf"]))
     with pytest.raises(InputError, match="in memory cannot be repaired"):
         write_repaired(result)
+
+
+def test_casa_images_in_any_axis_order_and_with_a_pixel_mask(sim, tmp_path):
+    """A CASA image whose stored order is not ``[chan, y, x]`` (spectral axis first, as a
+    FITS conversion may leave it) reads as the FITS it came from, and a default pixel mask
+    reads as NaN, into a block's array as into a new one."""
+    from casacore.images import image
+
+    from deconfetti.io.casa import CasaImage, save_as_casa
+    from deconfetti.simulate import write_products
+
+    prefix = write_products(sim, tmp_path, "c", fmt="fits")
+    path = tmp_path / "c.image.fits"
+    with fits.open(path) as hdul:
+        header, data = hdul[0].header.copy(), hdul[0].data
+    spectral = next(n for n in range(1, header["NAXIS"] + 1)
+                    if header[f"CTYPE{n}"].startswith("FREQ"))
+    order = [spectral] + [n for n in range(1, header["NAXIS"] + 1) if n != spectral]
+    moved = fits.Header()
+    for new, old in enumerate(order, start=1):
+        for key in ("CTYPE", "CRVAL", "CDELT", "CRPIX", "CUNIT"):
+            if f"{key}{old}" in header:
+                moved[f"{key}{new}"] = header[f"{key}{old}"]
+    for key in ("BUNIT", "BMAJ", "BMIN", "BPA", "RESTFRQ", "SPECSYS"):
+        if key in header:
+            moved[key] = header[key]
+    numpy_axes = [header["NAXIS"] - n for n in reversed(order)]  # numpy order of the new axes
+    fits.writeto(tmp_path / "moved.fits", np.transpose(data, numpy_axes), moved)
+    save_as_casa(tmp_path / "moved.fits", tmp_path / "moved.image")
+    reader = CasaImage(tmp_path / "moved.image")
+    assert reader.axes[0] > reader.axes[2]  # stored with the channels last in numpy order
+    whole = (slice(0, sim.image.shape[1]), slice(0, sim.image.shape[2]))
+    np.testing.assert_array_equal(reader.read(0, 10, *whole), sim.image)
+    out = np.full((3,) + sim.image.shape[1:], -1.0, dtype=np.float32)
+    reader.read(4, 7, *whole, out=out)
+    np.testing.assert_array_equal(out, sim.image[4:7])
+
+    casa = tmp_path / "masked.image"
+    save_as_casa(prefix.parent / "c.image.fits", casa)
+    opened = image(str(casa))
+    bad = np.zeros(opened.shape(), dtype=bool)
+    chan_axis = CasaImage(casa).axes[0]
+    index = [slice(None)] * bad.ndim
+    index[chan_axis] = 2
+    bad[tuple(index)][..., 5:9, 10:20] = True
+    opened.putmask(bad)
+    del opened
+    expected = sim.image.copy()
+    expected[2, 5:9, 10:20] = np.nan
+    np.testing.assert_array_equal(CasaImage(casa).read(0, 10, *whole), expected)
+    with pytest.raises(ValueError, match="C-contiguous float32"):
+        CasaImage(casa).read(0, 2, *whole, out=np.empty((2, 5, 5), dtype=np.float32))
+
+
+def test_a_virtual_concatenation_reads_as_the_cube(sim, sim_casa, tmp_path):
+    """tclean's parallel cubes are ImageConcat directories (``imageconcat.json`` naming
+    their parts, no pixels of their own): they read as the cube they put together, through
+    casacore's image interface, and are not refused as truncated."""
+    from conftest import concatenate
+
+    target = tmp_path / "concat.image"
+    concatenate([f"{sim_casa}.image"], [target])
+    assert (target / "imageconcat.json").exists()
+    product = open_products(f"{sim_casa}.image").image
+    concat = type(product)("image", target)
+    assert concat.reader._pixels is None
+    assert concat.shape == product.shape
+    for start, stop in ((0, 4), (3, 8), (7, 10)):
+        np.testing.assert_array_equal(concat.read(start, stop, pool=[]), sim.image[start:stop])

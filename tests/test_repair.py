@@ -435,6 +435,33 @@ def test_repair_is_verified_and_the_repaired_set_opens_by_its_prefix(tmp_path):
                             row["y"], row["x"], chan_tol=1))
 
 
+def test_a_virtual_concatenation_is_repaired_as_its_cube(tmp_path):
+    """Products that are virtual concatenations (tclean's parallel cubes) are repaired as
+    the paged cube they put together: the same log and repaired pixels, the parts left
+    byte for byte, and the psf and pb written as paged copies (a link would find no parts
+    beside it) so that the repaired set opens by its prefix."""
+    from conftest import concatenate
+
+    source = Path(deconfetti.example_path())
+    kinds = ("image", "model", "residual", "psf", "pb")
+    case = tmp_path / "parallel"
+    case.mkdir()
+    concatenate([f"{source}.{k}" for k in kinds], [case / f"example.{k}" for k in kinds])
+    before = digest(case)
+    # written beside the parts: a copy of the concatenation's directory would name them
+    assert main(["repair", str(case / "example"), "-q", "--out", str(case)]) == 0
+    assert {k: v for k, v in digest(case).items() if k in before} == before
+    assert main(["repair", str(source), "-q", "--out", str(tmp_path / "paged")]) == 0
+    folders = (case, tmp_path / "paged")
+    logs = [Table.read(x / "example.deconfetti" / "repair.ecsv") for x in folders]
+    assert len(logs[0]) and np.all(logs[0]["status"] == logs[1]["status"])
+    repaired = [open_products(x / "example.repaired") for x in folders]
+    assert not repaired[0].psf.path.is_symlink() and not repaired[0].pb.reader.virtual
+    for kind in kinds:
+        np.testing.assert_array_equal(repaired[0].read(kind, 0, repaired[0].nchan),
+                                      repaired[1].read(kind, 0, repaired[1].nchan))
+
+
 def test_the_solve_does_not_stop_at_a_small_first_step():
     """Started from a component tens of thousands of times larger than what is still to
     be taken out (as a null-space fake's start is), the first steps are small against D

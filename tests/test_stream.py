@@ -149,9 +149,9 @@ def test_a_block_array_is_reused_only_once_nothing_holds_it(nan_products):
     assert not np.shares_memory(second, third) and len(pool) == 2
     where, view = address(second), third[1]
     del second, third
-    fourth = image.read(1, 4, pool=pool)  # its halo is not the last read's: a read anew
+    fourth = image.read(1, 4, pool=pool)  # its halo is not the last read's: read anew,
+    assert address(fourth) == where  # into the one nothing holds
     fifth = image.read(3, 6, pool=pool)
-    assert address(fifth) == where  # the one nothing holds
     sixth = image.read(4, 7, pool=pool)  # as large as the one viewed
     assert not np.shares_memory(sixth, view)  # one still viewed is not given out
     np.testing.assert_array_equal(fifth, image.read(3, 6, (slice(None), slice(None))))

@@ -315,7 +315,7 @@ def _repair_command(args: argparse.Namespace) -> int:
                   f"{row['status']} ({row['reason']}); unsupported "
                   f"{row['unsupported_before']:.1f} rms before, {after}")
         for kind, path in paths.items():
-            print(f"  {'linked' if kind in ('psf', 'pb') else 'wrote'} {path}")
+            print(f"  {'linked' if Path(path).is_symlink() else 'wrote'} {path}")
         if "startmodel" in paths:
             print(f"  re-clean with tclean(..., imagename='<new name>', "
                   f"startmodel='{paths['startmodel']}')")

@@ -26,6 +26,7 @@ class FitsImage:
 
     tabular = None
     tile_depth = 1
+    virtual = False
 
     def __init__(self, path: Path, hdul: fits.HDUList | None = None):
         self.path = path
@@ -96,9 +97,11 @@ class FitsImage:
         self.object_name = str(header.get("OBJECT", ""))
         self.beams = _beams(self._hdul, header, nchan, path)
 
-    def read(self, start: int, stop: int, ys: slice, xs: slice) -> np.ndarray:
+    def read(self, start: int, stop: int, ys: slice, xs: slice,
+             out: np.ndarray | None = None) -> np.ndarray:
         """Channels ``start:stop`` of the window ``(ys, xs)``, float32 ``[chan, y, x]``: a
-        new array, never a view of the product's own data."""
+        new array, never a view of the product's own data, or copied into ``out`` (an
+        array of that shape) when given."""
         chan_axis, stokes_axis, y_axis, x_axis = self.axes
         index = [slice(0, 1)] * self.ndim
         index[y_axis], index[x_axis] = ys, xs
@@ -112,7 +115,11 @@ class FitsImage:
         data = np.squeeze(data, axis=tuple(a for a in range(self.ndim) if a not in kept))
         order = [sorted(kept).index(a) for a in kept]
         data = np.transpose(data, order)
-        return data if chan_axis is not None else data[np.newaxis]
+        data = data if chan_axis is not None else data[np.newaxis]
+        if out is None:
+            return data
+        out[...] = data
+        return out
 
     def copy_to(self, target: Path) -> None:
         """Copy the file as it is; integer data cannot take a repair."""

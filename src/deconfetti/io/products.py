@@ -147,10 +147,10 @@ class Product:
                      pool: list | None) -> np.ndarray:
         """Whole planes, reusing the last ``HALO_CACHE`` planes of this thread's previous
         read: a channel block's halo is the previous block's last channels (in a run of
-        blocks, which one thread reads in order), read only once.
+        blocks, which one thread reads in order), read only once. The rest is read
+        straight into the block's array.
 
-        The planes kept are never handed out (the caller may change what it gets), so a
-        read that is copied into the block keeps its own last planes as they are.
+        The planes kept are copies, never handed out (the caller may change what it gets).
         """
         kept: list[np.ndarray] = []
         tail = getattr(self._tails, "planes", None)
@@ -158,19 +158,13 @@ class Product:
             first, planes = tail
             if first <= start < first + len(planes):
                 kept = planes[start - first:min(stop - first, len(planes))]
-        begin = start + len(kept)
-        fresh = (self.reader.read(begin, stop, ys, xs) if begin < stop
-                 else np.empty((0,) + self.shape[1:], dtype=np.float32))
-        if kept:
-            shape = (stop - start,) + fresh.shape[1:]
-            data = np.concatenate([plane[np.newaxis] for plane in kept] + [fresh],
-                                  out=block_array(pool, shape) if pool is not None else None)
-            # views of a short read; a long one would be held whole by them
-            last = fresh[-HALO_CACHE:]
-            planes = kept + list(last if len(fresh) <= 2 * HALO_CACHE else last.copy())
-        else:  # the reader's arrays are new: only a layout to fix, and the halo to copy
-            data = np.ascontiguousarray(fresh)
-            planes = list(data[-HALO_CACHE:].copy())
+        shape = (stop - start, ys.stop - ys.start, xs.stop - xs.start)
+        data = block_array(pool, shape) if pool is not None else np.empty(shape, np.float32)
+        for index, plane in enumerate(kept):
+            data[index] = plane
+        if start + len(kept) < stop:
+            self.reader.read(start + len(kept), stop, ys, xs, out=data[len(kept):])
+        planes = kept + [plane.copy() for plane in data[max(len(kept), len(data) - HALO_CACHE):]]
         self._tails.planes = (stop - min(HALO_CACHE, len(planes)), planes[-HALO_CACHE:])
         return data
 

@@ -112,7 +112,8 @@ def link_unchanged(products, kinds: tuple[str, ...], outdir: Path | None = None,
                    overwrite: bool = False) -> dict[str, Path]:
     """Relative symbolic links ``NAME.deconfetti.<kind>`` to the products a repair leaves
     as they are (the psf and pb), so that the repaired set opens by its prefix; returns
-    them by kind."""
+    them by kind. A virtual image (its parts named relative to where it is opened) is
+    copied instead, as one paged image."""
     links = {}
     for kind in kinds:
         source = getattr(products, kind)
@@ -124,8 +125,11 @@ def link_unchanged(products, kinds: tuple[str, ...], outdir: Path | None = None,
                 if not overwrite:
                     raise InputError(f"{link}: exists; use --overwrite to replace it")
                 remove_path(link)
-            link.symlink_to(os.path.relpath(source.path.resolve(), link.parent.resolve()),
-                            target_is_directory=source.path.is_dir())
+            if source.reader.virtual:
+                PatchedCopy(source, link).commit()
+            else:
+                link.symlink_to(os.path.relpath(source.path.resolve(), link.parent.resolve()),
+                                target_is_directory=source.path.is_dir())
         except OSError as exc:
             raise InputError(f"{link}: cannot link the {kind} ({exc.strerror or exc})") from None
         links[kind] = link
