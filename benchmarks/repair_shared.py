@@ -106,7 +106,7 @@ def run_case(directory: Path, prefix: str, config, runs: Path) -> dict:
                      else np.nan for cube in (image, after)]
     change = np.abs(after - image) / sigma[:, None, None]
     out["far_change"] = float(np.nanmax(np.where(far, change, 0.0)))
-    out["ideal"] = None
+    out["ideal"] = out["pattern"] = None
     source = (json.loads((directory / "params.json").read_text()).get("source_case")
               if (directory / "params.json").exists() else None)
     if source and (runs / source / f"{prefix}.image").exists():
