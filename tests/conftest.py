@@ -69,6 +69,7 @@ from casa_site import write_siteconfig
 write_siteconfig(sys.argv[2])
 from casatools import image, regionmanager
 ia, rg = image(), regionmanager()
+mode = sys.argv[4]
 for source, target in json.loads(sys.argv[3]):
     ia.open(source)
     shape, axis = ia.shape(), int(ia.coordsys().findcoordinate("spectral")["pixel"][0])
@@ -78,21 +79,25 @@ for source, target in json.loads(sys.argv[3]):
         box = rg.box([lo if a == axis else 0 for a in range(len(shape))],
                      [hi if a == axis else shape[a] - 1 for a in range(len(shape))])
         ia.open(source)
-        ia.subimage(f"{target}.part{n}", region=box).done()
+        stem, kind = str(target).rsplit(".", 1)
+        part = f"{stem}.n{n}.{kind}"
+        ia.subimage(part, region=box).done()
         ia.close()
-        parts.append(f"{target}.part{n}")
-    ia.imageconcat(outfile=target, infiles=parts, axis=axis, relax=True, mode="nomove").done()
+        parts.append(part)
+    ia.imageconcat(outfile=target, infiles=parts, axis=axis, relax=True, mode=mode).done()
 """
 
 
-def concatenate(sources, targets):
+def concatenate(sources, targets, mode="nomove"):
     """Each CASA image of ``sources`` cut in two along its channels and put together again
     at ``targets`` as a virtual concatenation (``imageconcat.json`` naming its two parts,
-    as tclean's parallel cube imaging may leave), by casatools in a process of its own
-    (its casacore and python-casacore's are not mixed in the test process)."""
+    ``NAME.n0.image`` and ``NAME.n1.image``, left beside it with ``mode`` "nomove" or moved
+    into it with "move", as tclean's parallel cube imaging may leave), by casatools in a
+    process of its own (its casacore and python-casacore's are not mixed in the test
+    process)."""
     work = Path(targets[0]).parent / "_casa"
     run = subprocess.run(
         [sys.executable, "-c", _CONCATENATE, str(Path(__file__).parents[1] / "benchmarks"),
-         str(work), json.dumps([[str(s), str(t)] for s, t in zip(sources, targets)])],
+         str(work), json.dumps([[str(s), str(t)] for s, t in zip(sources, targets)]), mode],
         capture_output=True, text=True, timeout=300, cwd=work.parent)
     assert run.returncode == 0, run.stderr

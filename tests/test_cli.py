@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from astropy.table import Table
 from regions import Regions
@@ -249,6 +250,30 @@ def test_scan_many_skips_deconfetti_outputs(sim, tmp_path, capsys):
     assert main(["scan-many", str(survey / "**" / "*.image"), "--survey", str(tmp_path / "t"),
                  "--figures", "0", "--overwrite", "-q"]) == 0
     assert len(Table.read(tmp_path / "t" / "survey.ecsv")) == 1
+
+
+def test_scan_many_takes_a_virtual_concatenation_as_one_cube(sim_casa, tmp_path):
+    """tclean's parallel cubes may be virtual concatenations with their parts moved inside
+    (``NAME.image/NAME.n0.image``): a survey scans the cube, not its parts, and finds in it
+    what the paged cube gives."""
+    from conftest import concatenate
+
+    kinds = ("image", "model", "residual", "psf", "pb")
+    field = tmp_path / "survey" / "field1"
+    field.mkdir(parents=True)
+    concatenate([f"{sim_casa}.{k}" for k in kinds], [field / f"cube.{k}" for k in kinds],
+                mode="move")
+    assert (field / "cube.image" / "cube.n0.image").is_dir()
+    for pattern in (tmp_path / "survey", tmp_path / "survey" / "**" / "*.image"):
+        assert main(["scan-many", str(pattern), "--survey", str(tmp_path / "s"), "--figures",
+                     "0", "--overwrite", "-q"]) == 0
+        table = Table.read(tmp_path / "s" / "survey.ecsv")
+        assert [Path(p).name for p in table["cube"]] == ["cube.image"]
+    assert run("scan", sim_casa, "--out", tmp_path / "paged", "-q") == 0
+    found, paged = (Table.read(folder / "candidates.ecsv")
+                    for folder in (field / "cube.deconfetti", tmp_path / "paged"))
+    assert len(found) and all(np.array_equal(found[name], paged[name])
+                              for name in ("channel", "x", "y", "classification"))
 
 
 def test_a_folder_holding_one_run_is_scanned_and_several_are_named(sim_fits, tmp_path, capsys):

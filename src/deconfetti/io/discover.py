@@ -12,7 +12,8 @@ from pathlib import Path
 from ..errors import InputError
 
 __all__ = ["PRODUCT_KINDS", "TAG", "REPAIRED", "kind_of", "split_name", "find_sibling",
-           "check_link", "is_output", "find_images", "only_image_in", "repaired_path"]
+           "check_link", "is_output", "inside_image", "find_images", "only_image_in",
+           "repaired_path"]
 
 #: the tclean products deconfetti knows, in the order they are looked up
 PRODUCT_KINDS = ("image", "model", "residual", "psf", "pb", "mask")
@@ -77,6 +78,14 @@ def is_output(path: Path) -> bool:
             or any(part.endswith(f".{TAG}") for part in path.parts[:-1]))
 
 
+def inside_image(path: Path) -> bool:
+    """Whether ``path`` lies inside a CASA image directory: the parts of a virtual
+    concatenation that tclean's parallel imaging moved into it (``NAME.image/NAME.n1.image``)
+    are the cube's, not tclean runs of their own."""
+    return any((parent / "table.dat").is_file() or (parent / "imageconcat.json").is_file()
+               for parent in path.parents)
+
+
 def find_images(sources: list[str | Path]) -> list[Path]:
     """The image product of every tclean run under ``sources``.
 
@@ -85,7 +94,7 @@ def find_images(sources: list[str | Path]) -> list[Path]:
     product or prefix. One image per imagename prefix (a CASA image is preferred to its
     FITS export), sorted by path. In directories and glob patterns deconfetti's own outputs
     are skipped: repaired products (``NAME.repaired.image``) and anything inside a scan
-    folder (``NAME.deconfetti/``).
+    folder (``NAME.deconfetti/``); so is anything inside a CASA image (`inside_image`).
     """
     patterns = ("*.image", "*.image.tt0", "*.image.fits", "*.image.tt0.fits")
     found: list[Path] = []
@@ -94,10 +103,12 @@ def find_images(sources: list[str | Path]) -> list[Path]:
         check_link(path)
         if path.is_dir() and kind_of(path) is None:
             for pattern in patterns:
-                found += [p for p in path.rglob(pattern) if not is_output(p)]
+                found += [p for p in path.rglob(pattern)
+                          if not is_output(p) and not inside_image(p)]
         elif any(ch in str(source) for ch in "*?["):
             found += [Path(p) for p in glob.glob(str(source), recursive=True)
-                      if kind_of(Path(p)) == "image" and not is_output(Path(p))]
+                      if kind_of(Path(p)) == "image" and not is_output(Path(p))
+                      and not inside_image(Path(p))]
         else:
             prefix, tt, ext = split_name(path)
             if prefix is None:
