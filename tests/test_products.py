@@ -273,7 +273,8 @@ def test_casa_images_in_any_axis_order_and_with_a_pixel_mask(sim, tmp_path):
 def test_a_virtual_concatenation_reads_as_the_cube(sim, sim_casa, tmp_path):
     """tclean's parallel cubes are ImageConcat directories (``imageconcat.json`` naming
     their parts, no pixels of their own): they read as the cube they put together, through
-    casacore's image interface, and are not refused as truncated."""
+    casacore's image interface, and are not refused as truncated; one whose part is gone
+    is refused with that part named."""
     from conftest import concatenate
 
     target = tmp_path / "concat.image"
@@ -285,3 +286,8 @@ def test_a_virtual_concatenation_reads_as_the_cube(sim, sim_casa, tmp_path):
     assert concat.shape == product.shape
     for start, stop in ((0, 4), (3, 8), (7, 10)):
         np.testing.assert_array_equal(concat.read(start, stop, pool=[]), sim.image[start:stop])
+    del concat
+    shutil.rmtree(tmp_path / "concat.n1.image")
+    with pytest.raises(InputError, match=r"concat.image: virtual concatenation whose part "
+                                         r"\S*concat.n1.image is missing"):
+        open_products(target, model=f"{sim_casa}.model", residual=f"{sim_casa}.residual")

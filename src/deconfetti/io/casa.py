@@ -46,6 +46,10 @@ class CasaImage:
             info = self._image.imageinfo()
             self.unit = self._image.unit()
         except RuntimeError as exc:
+            missing = _missing_part(path)
+            if missing:
+                raise InputError(f"{path}: virtual concatenation whose part {missing} is "
+                                 "missing (imageconcat.json)") from None
             raise InputError(f"{path}: not a readable CASA image ({first_line(exc)})") from None
         axes = {}
         for key, value in coords.items():
@@ -291,6 +295,21 @@ def _beam(entry: dict, path: Path) -> Beam:
     except (KeyError, TypeError, ValueError):
         raise InputError(f"{path}: malformed restoring beam record") from None
     return make_beam(*values, path)
+
+
+def _missing_part(path: Path) -> str | None:
+    """The first part named by a virtual concatenation's ``imageconcat.json`` that is
+    neither inside ``path`` nor beside it, or None."""
+    import json
+
+    try:
+        parts = json.loads((path / "imageconcat.json").read_text())["Images"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    for part in parts:
+        if not ((path / part).exists() or (path.parent / part).exists()):
+            return str(part)
+    return None
 
 
 def _storage(path: Path, chan_axis: int | None, ndim: int) -> tuple[int, bool, Any]:
