@@ -288,6 +288,33 @@ def test_one_plane_cuts_keep_their_confetti(example_scan, tmp_path):
         assert np.sum(table["classification"] == "confetti") == 1
 
 
+def test_a_one_plane_product_takes_its_background_on_its_own_ring(example_scan, tmp_path):
+    """The ring of a one-plane product (``plane_ring_beams``, one FWHM) is its own: the
+    unsupported excess there is image - dirty minus its median on that ring, and a cube's
+    catalog does not depend on it."""
+    from deconfetti.datatest import Imprints, data_test
+
+    cube = deconfetti.scan(example_scan.products, plane_ring_beams=3.0).candidates
+    for name in ("unsupported_snr", "null_spread", "classification"):
+        assert np.array_equal(cube[name], example_scan.candidates[name])
+    row = example_scan.candidates[example_scan.candidates["classification"] == "confetti"][0]
+    chan, y, x = int(row["channel"]), int(row["y"]), int(row["x"])
+    plane = deconfetti.open_products(write_plane(example_scan.products, chan, tmp_path))
+    found = {rings: near(deconfetti.scan(plane, plane_ring_beams=rings).candidates, 0, y, x)
+             for rings in (1.0, 1.5)}
+    assert found[1.0]["unsupported_snr"][0] != found[1.5]["unsupported_snr"][0]
+    assert deconfetti.scan(plane).summary["parameters"]["classify"]["plane_ring_beams"] == 1.0
+    image, model, residual, psf = (plane.read(k, 0, 1).astype(np.float64)
+                                   for k in ("image", "model", "residual", "psf"))
+    ones = np.ones(1)
+    expected = data_test(np.zeros(1, int), np.array([y]), np.array([x]), image=image,
+                         residual=residual, imprint=Imprints(np.nan_to_num(model), psf),
+                         rms=ones, spike_rms=ones, beam=plane.beam_pixels[:1],
+                         ring_beams=1.0, shape=False)["unsupported_snr"][0]
+    rms = float(found[1.0]["rms"][0])
+    assert found[1.0]["unsupported_snr"][0] * rms == pytest.approx(expected, rel=1e-4)
+
+
 def test_one_plane_cuts_of_a_natural_bright_run_hold_no_confetti(tmp_path):
     from conftest import DATA
 

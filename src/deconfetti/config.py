@@ -67,6 +67,11 @@ class ClassifyConfig:
     reliability_min: float = 0.9
     #: radius of the ring that sets the local background of the excess, in restoring-beam FWHM
     ring_beams: float = 1.5
+    #: the same in a one-plane product, where the ring alone sets the background (no
+    #: adjacent channel takes the steady emission away): one FWHM, where a point's restored
+    #: excess is at 1/16 of its peak, so that the ring follows the beam-scale sidelobes of
+    #: bright emission as closely as it can while taking at most ~6 % of a compact feature
+    plane_ring_beams: float = 1.0
     #: negative model flux is summed within this radius, in restoring-beam FWHM
     bowl_beams: float = 3.0
     #: pixels per candidate channel at which the data test's statistic is measured where

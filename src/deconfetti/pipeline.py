@@ -356,6 +356,8 @@ def scan_block(products: Products, block: Block, carry: dict | None = None,
                "pb": (pb[chan - core.start, ys, xs].astype(float) if pb is not None
                       else np.full(len(chan), np.nan))}
     skip: frozenset = frozenset()
+    ring = (config.classify.plane_ring_beams if products.nchan == 1
+            else config.classify.ring_beams)
     if products.psf is not None and len(chan):
         # only the channels the data test needs: the candidates' and their neighbours'
         lo, hi = max(0, int(chan.min()) - 1), min(stop - start, int(chan.max()) + 2)
@@ -373,7 +375,7 @@ def scan_block(products: Products, block: Block, carry: dict | None = None,
                            demand=demand)
         null = NullSample(image=image, residual=residual, imprint=imprint, valid=valid,
                           samples=config.classify.null_samples, first=start, beam=beam,
-                          ring_beams=config.classify.ring_beams)
+                          ring_beams=ring)
         needed = sorted({int(n) for c in np.unique(chan) for n in (c - 1, c, c + 1)
                          if lo <= n < hi})
         for n in needed:
@@ -388,7 +390,7 @@ def scan_block(products: Products, block: Block, carry: dict | None = None,
     if products.psf is not None and len(chan):
         columns.update(data_test(chan, ys, xs, image=image, residual=residual,
                                  imprint=imprint, rms=rms, spike_rms=spike_noise, beam=beam,
-                                 ring_beams=config.classify.ring_beams, skip=skip))
+                                 ring_beams=ring, skip=skip))
         spread = {int(c): null.spread(int(c), skip) for c in np.unique(chan)}
         columns["null_spread"] = np.array([spread[int(c)] for c in chan]) / rms[chan]
         maps = [contrast_map(int(c), map_window(int(y), int(x), float(beam[c, 0]),
