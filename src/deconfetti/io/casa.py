@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -95,17 +96,15 @@ class CasaImage:
         elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
             raise ValueError(f"out must be C-contiguous float32 {shape}, not {out.dtype} "
                              f"{out.shape}")
-        native = [t - b + 1 for b, t in zip(blc, trc)]
-        if self._pixels is not None and self._in_order:
-            target = out.view()
-            target.shape = (1, *native)  # the same memory: the stored order is [chan, y, x]
-            self._pixels.getcolslicenp("map", target, blc, trc, startrow=0, nrow=1)
-        elif self._pixels is not None:
-            data = np.empty((1, *native), dtype=np.float32)
-            self._pixels.getcolslicenp("map", data, blc, trc, startrow=0, nrow=1)
-            out[...] = to_chan_y_x(data[0], self.axes)
-        else:
+        if self.virtual:
             out[...] = to_chan_y_x(np.asarray(self._image.getdata(blc, trc)), self.axes)
+        else:
+            native = [1] + [t - b + 1 for b, t in zip(blc, trc)]
+            # stored as [chan, y, x] already: read into out itself (a view of its memory)
+            data = out.reshape(native) if self._in_order else np.empty(native, np.float32)
+            self._pixels.getcolslicenp("map", data, blc, trc, startrow=0, nrow=1)
+            if not self._in_order:
+                out[...] = to_chan_y_x(data[0], self.axes)
         if self._masked:
             out[to_chan_y_x(np.asarray(self._image.getmask(blc, trc)), self.axes)] = np.nan
         return out
@@ -115,8 +114,8 @@ class CasaImage:
         """Whether a block's stored pixels are already ``[chan, y, x]`` in memory (the
         first Stokes plane alone is one plane thick wherever its axis lies)."""
         chan, _, y, x = self.axes
-        return [a for a in (chan, y, x) if a is not None] == sorted(
-            a for a in (chan, y, x) if a is not None)
+        present = [a for a in (chan, y, x) if a is not None]
+        return present == sorted(present)
 
     @property
     def virtual(self) -> bool:
@@ -300,8 +299,6 @@ def _beam(entry: dict, path: Path) -> Beam:
 def _missing_part(path: Path) -> str | None:
     """The first part named by a virtual concatenation's ``imageconcat.json`` that is
     neither inside ``path`` nor beside it, or None."""
-    import json
-
     try:
         parts = json.loads((path / "imageconcat.json").read_text())["Images"]
     except (OSError, ValueError, KeyError, TypeError):
